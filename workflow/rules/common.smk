@@ -1,0 +1,95 @@
+# Config validation and the helpers every stage uses.
+import json
+import os
+
+from snakemake.utils import validate
+
+from gru4rec_repro.contract import DETERMINISTIC
+
+
+validate(config, schema="../schemas/config.schema.yaml")
+
+STUDY = config["study"]
+DATASETS = STUDY["datasets"] or list(config["datasets"])
+RUNS = STUDY["runs"] or list(config["runs"])
+SEEDS = STUDY["seeds"]
+SPLITS = ["train_full", "test", "train_tr", "train_valid"]
+TABLES = ["baselines", "losses", "dwell", "frameworks", "keras_port"]
+FIGURES = ["training_loss", "metric_bars", "epoch_seconds"]
+NEURAL = {"gru4rec_torch", "gru4rec_keras"}
+
+for _name in DATASETS:
+    if _name not in config["datasets"]:
+        raise ValueError(
+            f"config: study.datasets names {_name!r}, which is not under datasets: "
+            f"(known: {', '.join(config['datasets'])})"
+        )
+for _name in RUNS:
+    if _name not in config["runs"]:
+        raise ValueError(
+            f"config: study.runs names {_name!r}, which is not under runs: "
+            f"(known: {', '.join(config['runs'])})"
+        )
+
+
+wildcard_constraints:
+    dataset=r"[A-Za-z0-9._-]+",
+    run=r"[A-Za-z0-9._-]+",
+    seed=r"\d+",
+    variant=r"dwell[0-9.]+-(train|traintest)",
+    split="|".join(SPLITS),
+
+
+def fmt_number(x):
+    """75.0 -> '75', 12.5 -> '12.5' (for folder names)."""
+    return str(int(x)) if float(x).is_integer() else str(x)
+
+
+def variant_of(run):
+    """Name of the derived split a run trains on ('' = the dataset's own split)."""
+    dwell = config["runs"][run].get("dwell")
+    if not dwell:
+        return ""
+    return f"dwell{fmt_number(dwell['threshold'])}-{dwell['apply_to'].replace('+', '')}"
+
+
+def data_dir(dataset, run):
+    variant = variant_of(run)
+    return f"results/{dataset}/data" + (f"/{variant}" if variant else "")
+
+
+def run_splits(wildcards):
+    """The train and test files of a run (train_full/test, or train_tr/train_valid when tuning)."""
+    train, test = ("train_full", "test") if STUDY["eval_split"] == "test" else ("train_tr", "train_valid")
+    d = data_dir(wildcards.dataset, wildcards.run)
+    return {"train": f"{d}/{train}.parquet", "test": f"{d}/{test}.parquet"}
+
+
+def seeds_of(run):
+    """Deterministic implementations run once, with the first seed."""
+    return SEEDS[:1] if config["runs"][run]["implementation"] in DETERMINISTIC else SEEDS
+
+
+def is_neural(run):
+    return config["runs"][run]["implementation"] in NEURAL
+
+
+def run_outputs(dataset, name):
+    return [f"results/{dataset}/runs/{run}/seed{seed}/{name}" for run in RUNS for seed in seeds_of(run)]
+
+
+def study_config_json():
+    """The part of the config the tables and figures read (runs of the study, seeds, statistics)."""
+    return json.dumps(
+        {"runs": {r: config["runs"][r] for r in RUNS}, "seeds": SEEDS, "study": STUDY},
+        sort_keys=True,
+    )
+
+
+def all_targets():
+    targets = []
+    for dataset in DATASETS:
+        targets += run_outputs(dataset, "metrics.json")
+        targets += expand("results/{dataset}/tables/{table}.md", dataset=dataset, table=TABLES)
+        targets += expand("results/{dataset}/figures/{figure}.png", dataset=dataset, figure=FIGURES)
+    return targets
