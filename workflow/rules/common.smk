@@ -74,14 +74,23 @@ def is_neural(run):
     return config["runs"][run]["implementation"] in NEURAL
 
 
+def hyperparameters(run):
+    """A run's params as its implementation gets them (study.epochs applied to neural runs)."""
+    params = dict(config["runs"][run]["params"])
+    if is_neural(run) and STUDY["epochs"]:
+        params["n_epochs"] = STUDY["epochs"]
+    return params
+
+
 def run_outputs(dataset, name):
     return [f"results/{dataset}/runs/{run}/seed{seed}/{name}" for run in RUNS for seed in seeds_of(run)]
 
 
 def study_config_json():
     """The part of the config the tables and figures read (runs of the study, seeds, statistics)."""
+    runs = {r: dict(config["runs"][r], params=hyperparameters(r)) for r in RUNS}
     return json.dumps(
-        {"runs": {r: config["runs"][r] for r in RUNS}, "seeds": SEEDS, "study": STUDY},
+        {"runs": runs, "seeds": SEEDS, "study": STUDY},
         sort_keys=True,
     )
 

@@ -13,7 +13,7 @@ rule run_model:
         "results/benchmarks/{dataset}/runs/{run}/seed{seed}.tsv"
     params:
         implementation=lambda w: config["runs"][w.run]["implementation"],
-        hyper=lambda w: json.dumps(config["runs"][w.run]["params"], sort_keys=True),
+        hyper=lambda w: json.dumps(hyperparameters(w.run), sort_keys=True),
         device=STUDY["device"],
         outdir=lambda w, output: os.path.dirname(output.ranks),
     threads: lambda w: STUDY["threads"] if is_neural(w.run) else 1
