@@ -1,0 +1,475 @@
+"""Statistics that hold up (SPEC.md section 9): seeds, paired comparisons, verdicts.
+
+Everything starts from rank records (:mod:`gru4rec_repro.contract`) turned into
+per-event hit@k / reciprocal rank@k by :func:`gru4rec_repro.evaluation.per_event`.
+``metric`` is ``"recall"`` (the event's hit, 0/1) or ``"mrr"`` (its reciprocal
+rank, 0 beyond k). Recall@k and MRR@k are means over EVENTS.
+
+Seeds
+    :func:`seed_summary` gives mean, sd (ddof=1) and n of per-seed metrics.
+    With one seed the sd is NaN (there is no spread to measure; tables print
+    "n=1" rather than a made-up 0).
+
+Combining seeds before pairing
+    A run given as several rank records (one per seed) is first reduced to ONE
+    value per event: the mean over seeds of that event's hit (or rr). The
+    metric of this seed-averaged record equals the mean over seeds of the
+    per-seed metrics, so the paired difference below is exactly the gap
+    between the two runs' seed means. Its CI and p-value measure test-set
+    sampling only; seed-to-seed variation is measured separately by
+    :func:`seed_gap_test` and both enter :func:`equivalence_verdict`.
+
+Paired comparison (:func:`paired_comparison`)
+    Both runs must be scored on the same test events: the records are aligned
+    on (session_id, position) and must hold the same events with the same
+    targets (``align="intersect"`` instead keeps the events both have and says
+    how many were dropped). The difference is ``a - b`` of the event-level
+    metric, absolute and relative to b.
+
+    With ``unit="session"`` (the default) the session is the resampling unit.
+    Let d_e = value_a(e) - value_b(e), S_s = sum of d_e over session s and n_s
+    its number of events; the difference is D = sum S_s / sum n_s.
+
+    * Bootstrap CI: sessions are resampled with replacement (n_boot times,
+      vectorised, seeded) carrying their event counts, and each replicate is
+      sum S / sum n over the drawn sessions (a ratio, because the metric is a
+      mean over events, not over sessions). Percentile 95% and 90% intervals.
+    * t-based CI: D +- t(0.975, m-1) * SE with the ratio (linearisation) SE,
+      SE = sqrt(sum_s (S_s - D n_s)^2 / (m (m - 1))) / mean(n_s), m sessions.
+    * Paired t-test: ``scipy.stats.ttest_rel`` on the per-session SUMS of hit
+      (or rr) of a and of b. Its null, E[S_s] = 0, is exactly "the event-level
+      metrics are equal" with sessions as the independent units (a test on
+      per-session MEANS would instead weight every session equally and test a
+      different quantity).
+
+    With ``unit="event"`` every event is its own unit (n_s = 1): the bootstrap
+    resamples events and the t-test is ``ttest_rel`` on per-event values.
+
+    Zero variance is handled explicitly: when every S_s is equal (identical
+    records give all zeros) the p-value is 1 if D = 0 and 0 otherwise, and
+    both CIs collapse to [D, D].
+
+Seed gap (:func:`seed_gap_test`)
+    Per-seed metrics of a and b: Welch t-test (``scipy.stats.ttest_ind`` with
+    ``equal_var=False``) and its 90% / 95% CI of the gap of means. The gap
+    "exceeds the seed spread" when |mean_a - mean_b| > 2 x pooled sd, the
+    pooled sd being sqrt(((n_a-1) sd_a^2 + (n_b-1) sd_b^2) / (n_a+n_b-2)); a
+    side with one seed contributes no spread. Undefined (None / NaN) when
+    n_a + n_b < 3, and the Welch test needs >= 2 seeds per side.
+
+Multiple comparisons
+    :func:`holm` (step-down, family-wise error) and :func:`benjamini_hochberg`
+    (step-up, false discovery rate) adjust the p-values of one table; NaN
+    p-values are left NaN and not counted.
+
+Verdict (:func:`equivalence_verdict`), with band = margin x |reference metric|
+(margin from the config, default 0.02 relative; reference = run b's metric):
+
+    * "equivalent": the paired difference's 90% bootstrap CI lies inside
+      [-band, +band] (TOST at alpha = 0.05), AND, when both runs have >= 2
+      seeds, the Welch 90% CI of the seed-mean gap also lies inside the band
+      (the runs are interchangeable up to the margin whichever seed is drawn);
+    * "different": the paired difference's 95% bootstrap CI lies entirely
+      outside the band (the gap is larger than the margin, not merely
+      non-zero), its multiplicity-adjusted p-value is < alpha, AND, when both
+      runs have >= 2 seeds, the Welch test on per-seed metrics (adjusted when
+      an adjusted value is given) is also < alpha (the gap exceeds what
+      changing the seed does);
+    * "inconclusive": anything else, e.g. significant but smaller than the
+      margin cannot be excluded, or the seed spread is too large to tell.
+
+    A significant difference whose CI lies inside the band is "equivalent":
+    at these sample sizes almost everything is significant, and the margin
+    says what is big enough to matter.
+"""
+from __future__ import annotations
+
+from typing import Iterable, Sequence
+
+import numpy as np
+import pandas as pd
+from scipy import stats as sps
+
+from .evaluation import DEFAULT_POLICY, per_event
+
+METRICS = {"recall": "hit", "mrr": "rr"}
+DEFAULT_N_BOOT = 2000
+DEFAULT_MARGIN = 0.02
+DEFAULT_ALPHA = 0.05
+#: |gap| > SPREAD_FACTOR x pooled sd of the seeds counts as "exceeds the seed spread".
+SPREAD_FACTOR = 2.0
+_BOOT_CHUNK_CELLS = 4_000_000  # resampled indices held in memory at once
+
+
+# --------------------------------------------------------------------------- seeds
+
+def seed_summary(values: Iterable[float]) -> tuple[float, float, int]:
+    """Mean, sd (ddof=1) and number of per-seed values; sd is NaN when n = 1.
+
+    NaN values are ignored. An empty input gives (NaN, NaN, 0).
+    """
+    v = np.asarray(list(values), dtype=np.float64)
+    v = v[~np.isnan(v)]
+    n = int(v.size)
+    if n == 0:
+        return float("nan"), float("nan"), 0
+    sd = float(np.std(v, ddof=1)) if n >= 2 else float("nan")
+    return float(np.mean(v)), sd, n
+
+
+# ------------------------------------------------------------------ per-event values
+
+def _check_metric(metric: str) -> str:
+    try:
+        return METRICS[metric]
+    except KeyError:
+        raise ValueError(f"unknown metric {metric!r}; use one of {sorted(METRICS)}") from None
+
+
+def event_values(
+    ranks: pd.DataFrame | Sequence[pd.DataFrame],
+    metric: str = "recall",
+    k: int = 20,
+    policy: str = DEFAULT_POLICY,
+) -> pd.DataFrame:
+    """One value per event: columns session_id, position, target, value.
+
+    ``ranks`` is one rank record or a list of them (one per seed); with several
+    the value is the mean over seeds of the event's hit / rr. All seeds must be
+    on the same events with the same targets. Sorted by (session_id, position).
+    """
+    column = _check_metric(metric)
+    records = [ranks] if isinstance(ranks, pd.DataFrame) else list(ranks)
+    if not records:
+        raise ValueError("event_values: no rank records given")
+    merged: pd.DataFrame | None = None
+    total = None
+    for i, rec in enumerate(records):
+        ev = per_event(rec, k=k, policy=policy)
+        ev["target"] = rec["target"].to_numpy()
+        ev = ev.sort_values(["session_id", "position"], kind="stable").reset_index(drop=True)
+        if ev.duplicated(["session_id", "position"]).any():
+            raise ValueError(f"rank record {i}: duplicated (session_id, position) events")
+        if merged is None:
+            merged = ev[["session_id", "position", "target"]].copy()
+            total = ev[column].to_numpy(dtype=np.float64).copy()
+            continue
+        same = len(ev) == len(merged) and all(
+            np.array_equal(ev[c].to_numpy(), merged[c].to_numpy())
+            for c in ("session_id", "position", "target")
+        )
+        if not same:
+            raise ValueError(
+                f"rank record {i} (seed) is not on the same test events as record 0: "
+                f"{len(ev)} vs {len(merged)} events, or different targets"
+            )
+        total += ev[column].to_numpy(dtype=np.float64)
+    merged["value"] = total / len(records)
+    return merged
+
+
+def session_scores(
+    ranks: pd.DataFrame | Sequence[pd.DataFrame],
+    metric: str = "recall",
+    k: int = 20,
+    policy: str = DEFAULT_POLICY,
+    unit: str = "session",
+) -> pd.Series:
+    """Per-unit metric: mean over each session's events of hit (or rr).
+
+    ``unit="session"``: a Series indexed by session_id. ``unit="event"``: one
+    value per event, indexed by (session_id, position). Several rank records
+    (seeds) are averaged per event first.
+    """
+    ev = event_values(ranks, metric, k, policy)
+    if unit == "event":
+        return ev.set_index(["session_id", "position"])["value"].rename(metric)
+    if unit != "session":
+        raise ValueError(f"unknown unit {unit!r}; use 'session' or 'event'")
+    return ev.groupby("session_id", sort=True)["value"].mean().rename(metric)
+
+
+# -------------------------------------------------------------- paired comparison
+
+def _align(ea: pd.DataFrame, eb: pd.DataFrame, align: str) -> tuple[pd.DataFrame, int, int]:
+    """Join two event_values frames on (session_id, position)."""
+    if align not in ("strict", "intersect"):
+        raise ValueError(f"unknown align {align!r}; use 'strict' or 'intersect'")
+    joined = ea.merge(eb, on=["session_id", "position"], how="inner", suffixes=("_a", "_b"))
+    dropped_a, dropped_b = len(ea) - len(joined), len(eb) - len(joined)
+    if align == "strict" and (dropped_a or dropped_b):
+        raise ValueError(
+            "paired comparison: the two rank records are not on the same test events "
+            f"({len(ea)} and {len(eb)} events, {len(joined)} in common)"
+        )
+    bad = joined["target_a"].to_numpy() != joined["target_b"].to_numpy()
+    if bad.any():
+        raise ValueError(
+            f"paired comparison: {int(bad.sum())} events have different targets in the "
+            "two rank records (are they from the same test split?)"
+        )
+    return joined, dropped_a, dropped_b
+
+
+def _per_unit(joined: pd.DataFrame, unit: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per-unit sums of a's values, of b's values, and event counts."""
+    if unit == "event":
+        va = joined["value_a"].to_numpy(dtype=np.float64)
+        vb = joined["value_b"].to_numpy(dtype=np.float64)
+        return va, vb, np.ones_like(va)
+    if unit != "session":
+        raise ValueError(f"unknown unit {unit!r}; use 'session' or 'event'")
+    g = joined.groupby("session_id", sort=True)
+    sums = g[["value_a", "value_b"]].sum()
+    counts = g.size().to_numpy(dtype=np.float64)
+    return (sums["value_a"].to_numpy(dtype=np.float64),
+            sums["value_b"].to_numpy(dtype=np.float64), counts)
+
+
+def bootstrap_ratio(
+    sums: np.ndarray, counts: np.ndarray, n_boot: int = DEFAULT_N_BOOT, seed: int = 0
+) -> np.ndarray:
+    """Bootstrap replicates of sum(sums) / sum(counts), resampling units.
+
+    Each replicate draws len(sums) units with replacement; vectorised in
+    chunks so memory stays bounded. Same seed => same replicates.
+    """
+    sums = np.asarray(sums, dtype=np.float64)
+    counts = np.asarray(counts, dtype=np.float64)
+    m = len(sums)
+    if m == 0:
+        raise ValueError("bootstrap over zero units")
+    rng = np.random.default_rng(seed)
+    out = np.empty(n_boot, dtype=np.float64)
+    chunk = max(1, _BOOT_CHUNK_CELLS // m)
+    for start in range(0, n_boot, chunk):
+        stop = min(n_boot, start + chunk)
+        idx = rng.integers(0, m, size=(stop - start, m))
+        out[start:stop] = sums[idx].sum(axis=1) / counts[idx].sum(axis=1)
+    return out
+
+
+def paired_comparison(
+    ranks_a: pd.DataFrame | Sequence[pd.DataFrame],
+    ranks_b: pd.DataFrame | Sequence[pd.DataFrame],
+    metric: str = "recall",
+    k: int = 20,
+    policy: str = DEFAULT_POLICY,
+    n_boot: int = DEFAULT_N_BOOT,
+    seed: int = 0,
+    unit: str = "session",
+    align: str = "strict",
+) -> dict:
+    """Paired comparison of run a against run b on the same test events.
+
+    ``ranks_a`` / ``ranks_b``: a rank record or a list of them (seeds; averaged
+    per event first). Returns a dict with: metric_a, metric_b, diff (a - b),
+    rel_diff (diff / metric_b), ci95 / ci90 (bootstrap percentile, tuples),
+    ci95_t (t-based), rel_ci95, se, p (paired t-test), t, n_units, n_events,
+    dropped_a / dropped_b (events only one side had, ``align="intersect"``),
+    unit, metric, k, policy, n_boot. See the module docstring for the method.
+    """
+    ea = event_values(ranks_a, metric, k, policy)
+    eb = event_values(ranks_b, metric, k, policy)
+    joined, dropped_a, dropped_b = _align(ea, eb, align)
+    if joined.empty:
+        raise ValueError("paired comparison: no test events in common")
+    sa, sb, counts = _per_unit(joined, unit)
+    d = sa - sb
+    m = len(d)
+    n_events = float(counts.sum())
+    metric_a, metric_b = sa.sum() / n_events, sb.sum() / n_events
+    diff = float(d.sum() / n_events)
+
+    boot = bootstrap_ratio(d, counts, n_boot=n_boot, seed=seed)
+    ci95 = tuple(float(x) for x in np.quantile(boot, [0.025, 0.975]))
+    ci90 = tuple(float(x) for x in np.quantile(boot, [0.05, 0.95]))
+
+    zero_variance = m < 2 or np.all(d == d[0])
+    if zero_variance:
+        se = 0.0
+        t_stat = float("nan")
+        # identical differences in every unit: nothing varies, so the test is
+        # decided by the sign alone (one unit: nothing to test unless diff = 0)
+        p = 1.0 if diff == 0 else (0.0 if m >= 2 else float("nan"))
+        ci95_t = (diff, diff)
+    else:
+        resid = d - diff * counts
+        se = float(np.sqrt(np.sum(resid**2) / (m * (m - 1))) / counts.mean())
+        half = float(sps.t.ppf(0.975, m - 1)) * se
+        ci95_t = (diff - half, diff + half)
+        res = sps.ttest_rel(sa, sb)
+        t_stat, p = float(res.statistic), float(res.pvalue)
+
+    rel = diff / metric_b if metric_b != 0 else float("nan")
+    rel_ci = tuple(x / metric_b if metric_b != 0 else float("nan") for x in ci95)
+    return {
+        "metric": metric, "k": k, "policy": policy, "unit": unit,
+        "metric_a": float(metric_a), "metric_b": float(metric_b),
+        "diff": diff, "rel_diff": float(rel),
+        "ci95": ci95, "ci90": ci90, "ci95_t": ci95_t, "rel_ci95": rel_ci,
+        "se": se, "t": t_stat, "p": float(p),
+        "n_units": int(m), "n_events": int(n_events),
+        "dropped_a": int(dropped_a), "dropped_b": int(dropped_b),
+        "n_boot": int(n_boot),
+    }
+
+
+# ----------------------------------------------------------------------- seed gap
+
+def seed_gap_test(
+    per_seed_a: Iterable[float],
+    per_seed_b: Iterable[float],
+    spread_factor: float = SPREAD_FACTOR,
+) -> dict:
+    """Is the gap between two runs' seed means larger than what the seed changes?
+
+    Returns mean_a, mean_b, gap (a - b), sd_a, sd_b, n_a, n_b, pooled_sd,
+    exceeds_spread (|gap| > spread_factor x pooled_sd; None when undefined),
+    welch_p, welch_t, welch_df, welch_ci90, welch_ci95 (NaN when either side
+    has fewer than 2 seeds). Zero spread on both sides: p = 1 if the gap is 0
+    else 0, and the CIs collapse to [gap, gap].
+    """
+    a = np.asarray(list(per_seed_a), dtype=np.float64)
+    b = np.asarray(list(per_seed_b), dtype=np.float64)
+    mean_a, sd_a, n_a = seed_summary(a)
+    mean_b, sd_b, n_b = seed_summary(b)
+    if n_a == 0 or n_b == 0:
+        raise ValueError("seed_gap_test: each side needs at least one seed value")
+    gap = mean_a - mean_b
+    nan2 = (float("nan"), float("nan"))
+    out = {
+        "mean_a": mean_a, "mean_b": mean_b, "gap": gap, "sd_a": sd_a, "sd_b": sd_b,
+        "n_a": n_a, "n_b": n_b, "pooled_sd": float("nan"), "exceeds_spread": None,
+        "welch_p": float("nan"), "welch_t": float("nan"), "welch_df": float("nan"),
+        "welch_ci90": nan2, "welch_ci95": nan2, "spread_factor": spread_factor,
+    }
+    dof = n_a + n_b - 2
+    if dof >= 1:
+        ss = (n_a - 1) * (sd_a if n_a > 1 else 0.0) ** 2 + (n_b - 1) * (sd_b if n_b > 1 else 0.0) ** 2
+        pooled = float(np.sqrt(ss / dof))
+        out["pooled_sd"] = pooled
+        out["exceeds_spread"] = bool(abs(gap) > spread_factor * pooled)
+    if n_a >= 2 and n_b >= 2:
+        if sd_a == 0 and sd_b == 0:
+            out["welch_p"] = 1.0 if gap == 0 else 0.0
+            out["welch_ci90"] = out["welch_ci95"] = (gap, gap)
+        else:
+            res = sps.ttest_ind(a[~np.isnan(a)], b[~np.isnan(b)], equal_var=False)
+            out["welch_p"] = float(res.pvalue)
+            out["welch_t"] = float(res.statistic)
+            out["welch_df"] = float(res.df)
+            out["welch_ci95"] = tuple(float(x) for x in res.confidence_interval(0.95))
+            out["welch_ci90"] = tuple(float(x) for x in res.confidence_interval(0.90))
+    return out
+
+
+# ------------------------------------------------------------ multiple comparisons
+
+def holm(pvalues: Sequence[float]) -> np.ndarray:
+    """Holm step-down adjusted p-values (same order as given; NaN stays NaN).
+
+    Sorted ascending p_(1) <= ... <= p_(m): adj_(i) = max_{j<=i} min(1, (m-j+1) p_(j)).
+    """
+    p = np.asarray(pvalues, dtype=np.float64)
+    out = np.full_like(p, np.nan)
+    ok = ~np.isnan(p)
+    m = int(ok.sum())
+    if m == 0:
+        return out
+    idx = np.flatnonzero(ok)[np.argsort(p[ok], kind="stable")]
+    scaled = (m - np.arange(m)) * p[idx]
+    out[idx] = np.minimum(1.0, np.maximum.accumulate(scaled))
+    return out
+
+
+def benjamini_hochberg(pvalues: Sequence[float]) -> np.ndarray:
+    """Benjamini-Hochberg step-up adjusted p-values (q-values); NaN stays NaN.
+
+    Sorted ascending: adj_(i) = min_{j>=i} min(1, m p_(j) / j).
+    """
+    p = np.asarray(pvalues, dtype=np.float64)
+    out = np.full_like(p, np.nan)
+    ok = ~np.isnan(p)
+    m = int(ok.sum())
+    if m == 0:
+        return out
+    idx = np.flatnonzero(ok)[np.argsort(p[ok], kind="stable")]
+    scaled = m * p[idx] / np.arange(1, m + 1)
+    out[idx] = np.minimum(1.0, np.minimum.accumulate(scaled[::-1])[::-1])
+    return out
+
+
+ADJUSTMENTS = {"holm": holm, "bh": benjamini_hochberg}
+
+
+def adjust(pvalues: Sequence[float], method: str = "holm") -> np.ndarray:
+    """Adjust one table's p-values with ``"holm"`` or ``"bh"``."""
+    try:
+        return ADJUSTMENTS[method](pvalues)
+    except KeyError:
+        raise ValueError(f"unknown correction {method!r}; use one of {sorted(ADJUSTMENTS)}") from None
+
+
+# ------------------------------------------------------------------------ verdict
+
+def _inside(ci: tuple[float, float], band: float) -> bool:
+    return bool(-band <= ci[0] and ci[1] <= band)
+
+
+def _outside(ci: tuple[float, float], band: float) -> bool:
+    return bool(ci[0] > band or ci[1] < -band)
+
+
+def equivalence_verdict(
+    comparison: dict,
+    margin: float = DEFAULT_MARGIN,
+    alpha: float = DEFAULT_ALPHA,
+    p_adjusted: float | None = None,
+    seed_gap: dict | None = None,
+    welch_p_adjusted: float | None = None,
+    reference: float | None = None,
+) -> dict:
+    """Verdict "equivalent" / "different" / "inconclusive" (rule in the module docstring).
+
+    ``comparison``: a :func:`paired_comparison` result (its 90% / 95% bootstrap
+    CIs and p). ``reference``: the metric the relative margin applies to
+    (default: run b's metric). ``p_adjusted``: the difference test's p after the
+    table's correction (default: the raw p). ``seed_gap``: a
+    :func:`seed_gap_test` result, used when both sides have >= 2 seeds.
+    Returns {"verdict", "band", "reason"}.
+    """
+    if not 0 <= margin:
+        raise ValueError(f"margin must be >= 0, got {margin}")
+    ref = comparison["metric_b"] if reference is None else reference
+    band = margin * abs(ref)
+    p = comparison["p"] if p_adjusted is None else p_adjusted
+    ci90, ci95 = comparison["ci90"], comparison["ci95"]
+    use_seeds = bool(seed_gap) and seed_gap["n_a"] >= 2 and seed_gap["n_b"] >= 2
+    welch_p = None
+    if use_seeds:
+        welch_p = seed_gap["welch_p"] if welch_p_adjusted is None else welch_p_adjusted
+
+    events_equiv = _inside(ci90, band)
+    seeds_equiv = (not use_seeds) or _inside(seed_gap["welch_ci90"], band)
+    if events_equiv and seeds_equiv:
+        reason = f"90% CI of the difference inside +-{band:.4g}"
+        if use_seeds:
+            reason += " on test events and across seeds"
+        return {"verdict": "equivalent", "band": band, "reason": reason}
+
+    events_diff = _outside(ci95, band) and p < alpha
+    seeds_diff = (not use_seeds) or (welch_p is not None and welch_p < alpha)
+    if events_diff and seeds_diff:
+        reason = f"95% CI outside +-{band:.4g}, adjusted p {p:.2g}"
+        if use_seeds:
+            reason += f", seed gap significant (Welch p {welch_p:.2g})"
+        return {"verdict": "different", "band": band, "reason": reason}
+
+    if events_equiv and not seeds_equiv:
+        reason = "equivalent on test events but the seed spread does not exclude the margin"
+    elif events_diff and not seeds_diff:
+        reason = f"gap outside the margin on test events but within seed noise (Welch p {welch_p:.2g})"
+    else:
+        reason = f"CI of the difference overlaps the +-{band:.4g} band edge"
+    return {"verdict": "inconclusive", "band": band, "reason": reason}
