@@ -1,0 +1,417 @@
+"""GRU4Rec in Keras 3 / TensorFlow: the model, its compiled train step, scoring.
+
+The class follows the low-level API shared with the PyTorch implementation
+(``implementations/GRU4REC_API.md``)::
+
+    GRU4Rec(n_items, params, seed, support=None)
+    .reset_lanes(mask) / .keep_lanes(idx)
+    .train_step(in_idx, out_idx, neg_idx) -> float
+    .save_weights(path) / .load_weights(path)
+    .score(in_idx) -> (B, n_items)
+    .evaluate(test) -> rank record
+
+The hidden state is a list of tensors (one per layer) carried between calls
+and passed into the compiled functions; a reset requested by ``reset_lanes``
+is applied inside the next compiled call, so resets cost no extra TF ops.
+The compiled functions take a ``None`` batch dimension: the batch shrinking at
+the end of an epoch does not retrace them.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import os
+
+import keras
+import numpy as np
+import pandas as pd
+import tensorflow as tf
+
+from gru4rec_repro.atomic import atomic_path
+from gru4rec_repro.contract import RANK_COLUMNS
+
+from . import losses
+from .data import SessionData, session_parallel
+from .layers import Dropout, ItemMatrix, OneHotGRU
+from .optim import AdagradMomentum
+
+log = logging.getLogger(__name__)
+
+#: Hyperparameters of GRU4REC_API.md and their defaults.
+DEFAULTS: dict = {
+    "loss": "cross-entropy",
+    "final_act": "linear",
+    "elu_param": 1.0,
+    "layers": [100],
+    "embedding": 0,
+    "constrained_embedding": True,
+    "dropout_p_embed": 0.0,
+    "dropout_p_hidden": 0.0,
+    "learning_rate": 0.05,
+    "momentum": 0.0,
+    "batch_size": 32,
+    "n_sample": 2048,
+    "sample_alpha": 0.75,
+    "sample_store_size": 10_000_000,
+    "logq": 0.0,
+    "bpreg": 1.0,
+    "n_epochs": 10,
+    "eval_batch_size": 512,
+    "jit_compile": False,  # Keras-only: XLA for the forward/backward pass
+}
+
+WEIGHTS_FORMAT = 1
+
+
+def parse_params(params: dict | None) -> dict:
+    """Fill defaults; unknown names and bad values are errors."""
+    params = dict(params or {})
+    unknown = sorted(set(params) - set(DEFAULTS))
+    if unknown:
+        raise ValueError(f"GRU4Rec (Keras): unknown parameter(s) {unknown}; known: {sorted(DEFAULTS)}")
+    p = {**DEFAULTS, **params}
+    if isinstance(p["layers"], int):
+        p["layers"] = [p["layers"]]
+    p["layers"] = [int(x) for x in p["layers"]]
+    if not p["layers"] or min(p["layers"]) <= 0:
+        raise ValueError(f"GRU4Rec (Keras): layers must be positive sizes, got {p['layers']}")
+    if p["loss"] not in losses.LOSSES:
+        raise ValueError(f"GRU4Rec (Keras): unknown loss {p['loss']!r}; use one of {losses.LOSSES}")
+    losses.final_activation(p["final_act"])  # validates the name
+    for name in ("embedding", "batch_size", "n_sample", "sample_store_size", "n_epochs", "eval_batch_size"):
+        p[name] = int(p[name])
+    for name in ("elu_param", "dropout_p_embed", "dropout_p_hidden", "learning_rate", "momentum",
+                 "sample_alpha", "logq", "bpreg"):
+        p[name] = float(p[name])
+    p["constrained_embedding"] = bool(p["constrained_embedding"])
+    if p["batch_size"] < 1:
+        raise ValueError("GRU4Rec (Keras): batch_size must be >= 1")
+    return p
+
+
+def _uniform(rng: np.random.Generator, shape: tuple, fan_in: int, fan_out: int) -> np.ndarray:
+    bound = np.sqrt(6.0 / (fan_in + fan_out))
+    return rng.uniform(-bound, bound, size=shape).astype(np.float32)
+
+
+# Keras GRUCell packs gate blocks (update z, reset r, new n) along its columns;
+# the neutral file stacks them (reset, update, new) along rows, as PyTorch does.
+def _keras_to_neutral(m: np.ndarray, units: int) -> np.ndarray:
+    z, r, n = m[..., :units], m[..., units:2 * units], m[..., 2 * units:]
+    return np.concatenate([r, z, n], axis=-1).T if m.ndim == 2 else np.concatenate([r, z, n])
+
+
+def _neutral_to_keras(m: np.ndarray, units: int) -> np.ndarray:
+    r, z, n = m[:units], m[units:2 * units], m[2 * units:]
+    return np.concatenate([z, r, n], axis=0).T if m.ndim == 2 else np.concatenate([z, r, n])
+
+
+class GRU4Rec:
+    """GRU4Rec (SPEC.md section 4) with Keras 3 layers and a compiled train step."""
+
+    def __init__(self, n_items: int, params: dict | None, seed: int, support: np.ndarray | None = None):
+        self.p = p = parse_params(params)
+        self.n_items = int(n_items)
+        self.seed = int(seed)
+        self.item_ids = np.arange(self.n_items, dtype=np.int64)  # the runner sets the real ItemIds
+        self.units = p["layers"]
+        if p["constrained_embedding"]:
+            self.mode, d_in = "constrained", self.units[-1]
+        elif p["embedding"] > 0:
+            self.mode, d_in = "embedding", p["embedding"]
+        else:
+            self.mode, d_in = "onehot", None
+        self.generator = tf.random.Generator.from_seed(self.seed)
+
+        self.Wy = ItemMatrix(self.n_items, self.units[-1], bias=True, name="Wy")
+        self.E = ItemMatrix(self.n_items, d_in, name="E") if self.mode == "embedding" else None
+        self.first = OneHotGRU(self.n_items, self.units[0], name="gru0") if self.mode == "onehot" else None
+        self.cells: list[keras.layers.GRUCell | None] = []
+        for layer, units in enumerate(self.units):
+            if layer == 0 and self.mode == "onehot":
+                self.cells.append(None)
+                continue
+            cell = keras.layers.GRUCell(units, reset_after=True, name=f"gru{layer}")
+            cell.build((None, d_in if layer == 0 else self.units[layer - 1]))
+            self.cells.append(cell)
+        self.drop_embed = Dropout(p["dropout_p_embed"], self.generator)
+        self.drop_hidden = Dropout(p["dropout_p_hidden"], self.generator)
+        self.set_weights(self.initial_weights())
+
+        # sparse (item-row) variables first, then the dense GRU weights
+        self.sparse_vars = [self.Wy.W.value, self.Wy.b.value]
+        if self.E is not None:
+            self.sparse_vars.append(self.E.W.value)
+        self.dense_vars = []
+        if self.first is not None:
+            self.sparse_vars.append(self.first.Wx.value)
+            self.dense_vars += [self.first.Wrz.value, self.first.Wh.value, self.first.b.value]
+        for cell in self.cells:
+            if cell is not None:
+                self.dense_vars += [w.value for w in cell.trainable_weights]
+        self.variables = self.sparse_vars + self.dense_vars
+        self.optimizer = AdagradMomentum(self.variables, p["learning_rate"], p["momentum"])
+
+        if support is not None:
+            support = np.asarray(support, dtype=np.float64)
+            if support.shape != (self.n_items,) or (support <= 0).any():
+                raise ValueError(f"GRU4Rec (Keras): support must be ({self.n_items},) positive counts")
+        elif p["logq"] > 0:
+            raise ValueError("GRU4Rec (Keras): logq > 0 needs the item support")
+        self.log_support = tf.constant(np.log(support) if support is not None
+                                       else np.zeros(self.n_items), dtype=tf.float32)
+        self.final_act = losses.final_activation(p["final_act"], p["elu_param"])
+        self._build_functions()
+        self.H = self._zero_state(p["batch_size"])
+        self._pending_reset: np.ndarray | None = None
+
+    # ----- weights ---------------------------------------------------------------------------
+    def initial_weights(self) -> dict[str, np.ndarray]:
+        """Uniform +-sqrt(6/(fan_in+fan_out)) per matrix (each gate block its own), biases 0."""
+        rng = np.random.default_rng(self.seed)
+        n, out = self.n_items, self.units[-1]
+        w = {"Wy": _uniform(rng, (n, out), n, out), "By": np.zeros(n, np.float32)}
+        if self.mode == "embedding":
+            w["E"] = _uniform(rng, (n, self.p["embedding"]), n, self.p["embedding"])
+        for layer, H in enumerate(self.units):
+            if layer == 0 and self.mode == "onehot":
+                w["gru0.Wx"] = np.concatenate([_uniform(rng, (n, H), n, H) for _ in range(3)], axis=1)
+                w["gru0.Wrz"] = np.concatenate([_uniform(rng, (H, H), H, H) for _ in range(2)], axis=1)
+                w["gru0.Wh"] = _uniform(rng, (H, H), H, H)
+                w["gru0.b"] = np.zeros(3 * H, np.float32)
+                continue
+            d_in = self.cells[layer].kernel.shape[0]
+            w[f"gru{layer}.W_ih"] = np.concatenate([_uniform(rng, (H, d_in), H, d_in) for _ in range(3)])
+            w[f"gru{layer}.W_hh"] = np.concatenate([_uniform(rng, (H, H), H, H) for _ in range(3)])
+            w[f"gru{layer}.b_ih"] = np.zeros(3 * H, np.float32)
+            w[f"gru{layer}.b_hh"] = np.zeros(3 * H, np.float32)
+        return w
+
+    def get_weights(self) -> dict[str, np.ndarray]:
+        """The weights in the neutral layout of GRU4REC_API.md."""
+        w = {"Wy": self.Wy.W.numpy(), "By": self.Wy.b.numpy()}
+        if self.E is not None:
+            w["E"] = self.E.W.numpy()
+        if self.first is not None:
+            w.update({"gru0.Wx": self.first.Wx.numpy(), "gru0.Wrz": self.first.Wrz.numpy(),
+                      "gru0.Wh": self.first.Wh.numpy(), "gru0.b": self.first.b.numpy()})
+        for layer, cell in enumerate(self.cells):
+            if cell is None:
+                continue
+            H = cell.units
+            bias = cell.bias.numpy()  # (2, 3H): input bias, recurrent bias
+            w[f"gru{layer}.W_ih"] = _keras_to_neutral(cell.kernel.numpy(), H)
+            w[f"gru{layer}.W_hh"] = _keras_to_neutral(cell.recurrent_kernel.numpy(), H)
+            w[f"gru{layer}.b_ih"] = _keras_to_neutral(bias[0], H)
+            w[f"gru{layer}.b_hh"] = _keras_to_neutral(bias[1], H)
+        return {k: v.astype(np.float32) for k, v in w.items()}
+
+    def set_weights(self, w: dict[str, np.ndarray], where: str = "weights") -> None:
+        def take(name, shape):
+            if name not in w:
+                raise ValueError(f"{where}: missing array {name!r}")
+            a = np.asarray(w[name], dtype=np.float32)
+            if a.shape != tuple(shape):
+                raise ValueError(f"{where}: {name} has shape {a.shape}, expected {tuple(shape)}")
+            return a
+
+        self.Wy.W.assign(take("Wy", self.Wy.W.shape))
+        self.Wy.b.assign(take("By", self.Wy.b.shape))
+        if self.E is not None:
+            self.E.W.assign(take("E", self.E.W.shape))
+        if self.first is not None:
+            for name in ("Wx", "Wrz", "Wh", "b"):
+                var = getattr(self.first, name)
+                var.assign(take(f"gru0.{name}", var.shape))
+        for layer, cell in enumerate(self.cells):
+            if cell is None:
+                continue
+            H, d_in = cell.units, cell.kernel.shape[0]
+            cell.kernel.assign(_neutral_to_keras(take(f"gru{layer}.W_ih", (3 * H, d_in)), H))
+            cell.recurrent_kernel.assign(_neutral_to_keras(take(f"gru{layer}.W_hh", (3 * H, H)), H))
+            cell.bias.assign(np.stack([_neutral_to_keras(take(f"gru{layer}.b_ih", (3 * H,)), H),
+                                       _neutral_to_keras(take(f"gru{layer}.b_hh", (3 * H,)), H)]))
+
+    def meta(self) -> dict:
+        return {"layers": self.units, "embedding": self.p["embedding"],
+                "constrained_embedding": self.p["constrained_embedding"], "format": WEIGHTS_FORMAT}
+
+    def save_weights(self, path) -> None:
+        arrays = {"item_ids": self.item_ids.astype(np.int64), "meta": np.array(json.dumps(self.meta())),
+                  **self.get_weights()}
+        with atomic_path(path) as tmp, open(tmp, "wb") as f:
+            np.savez(f, **arrays)
+
+    def load_weights(self, path) -> None:
+        where = os.fspath(path)
+        with np.load(path, allow_pickle=False) as f:
+            arrays = {k: f[k] for k in f.files}
+        if "meta" not in arrays:
+            raise ValueError(f"{where}: not a GRU4Rec weights file (no 'meta')")
+        meta = json.loads(str(arrays["meta"]))
+        mine = self.meta()
+        for key in ("layers", "embedding", "constrained_embedding"):
+            if meta.get(key) != mine[key]:
+                raise ValueError(f"{where}: {key}={meta.get(key)!r} but this model has {mine[key]!r}")
+        if "item_ids" in arrays:
+            if len(arrays["item_ids"]) != self.n_items:
+                raise ValueError(f"{where}: {len(arrays['item_ids'])} items, model has {self.n_items}")
+            self.item_ids = arrays["item_ids"].astype(np.int64)
+        self.set_weights(arrays, where)
+
+    # ----- hidden state ----------------------------------------------------------------------
+    def _zero_state(self, lanes: int) -> list[tf.Tensor]:
+        return [tf.zeros((lanes, H), tf.float32) for H in self.units]
+
+    def reset_lanes(self, mask) -> None:
+        """Zero the hidden state of the lanes where ``mask`` is true (before the next step)."""
+        mask = np.asarray(mask, dtype=bool)
+        if mask.shape != (self.H[0].shape[0],):
+            raise ValueError(f"reset mask of shape {mask.shape} for {self.H[0].shape[0]} lanes")
+        self._pending_reset = mask if self._pending_reset is None else (self._pending_reset | mask)
+
+    def keep_lanes(self, idx) -> None:
+        """Keep only these lanes (the batch shrinks)."""
+        idx = np.asarray(idx, dtype=np.int64)
+        self.H = [tf.gather(h, idx) for h in self.H]
+        if self._pending_reset is not None:
+            self._pending_reset = self._pending_reset[idx]
+
+    def reset_state(self, lanes: int | None = None) -> None:
+        self.H = self._zero_state(self.p["batch_size"] if lanes is None else lanes)
+        self._pending_reset = None
+
+    def _take_reset(self) -> np.ndarray:
+        mask = self._pending_reset
+        self._pending_reset = None
+        return np.zeros(self.H[0].shape[0], dtype=bool) if mask is None else mask
+
+    # ----- the network -----------------------------------------------------------------------
+    def _hidden(self, H, in_idx, training: bool):
+        """One step of the GRU stack; returns the new (dropped-out) states."""
+        H_new = []
+        if self.mode == "onehot":
+            x = self.drop_hidden(self.first(in_idx, H[0]), training=training)
+            H_new.append(x)
+        else:
+            x = self.Wy.rows(in_idx) if self.mode == "constrained" else self.E.rows(in_idx)
+            x = self.drop_embed(x, training=training)
+        for layer, cell in enumerate(self.cells):
+            if cell is None:
+                continue
+            x, _ = cell(x, H[layer], training=training)
+            x = self.drop_hidden(x, training=training)
+            H_new.append(x)
+        return H_new
+
+    def _loss(self, h, out_idx, neg_idx):
+        Y = tf.concat([out_idx, neg_idx], axis=0)
+        R = self.final_act(self.Wy.score(h, Y))
+        log_q = None
+        if self.p["loss"] == "cross-entropy" and self.p["logq"] > 0:
+            log_q = tf.concat([tf.gather(self.log_support, out_idx),
+                               self.p["sample_alpha"] * tf.gather(self.log_support, neg_idx)], axis=0)
+        rows = losses.row_losses(self.p["loss"], R, log_q, self.p["logq"], self.p["bpreg"])
+        return tf.reduce_sum(rows) / float(self.p["batch_size"])
+
+    def _build_functions(self) -> None:
+        state = tuple(tf.TensorSpec((None, H), tf.float32) for H in self.units)
+        idx = tf.TensorSpec((None,), tf.int32)
+        mask = tf.TensorSpec((None,), tf.bool)
+
+        def reset(H, mask):
+            return [tf.where(mask[:, None], tf.zeros_like(h), h) for h in H]
+
+        def loss_and_grads(H, in_idx, out_idx, neg_idx):
+            with tf.GradientTape() as tape:
+                H_new = self._hidden(H, in_idx, training=True)
+                loss = self._loss(H_new[-1], out_idx, neg_idx)
+            return loss, H_new, tape.gradient(loss, self.variables)
+
+        if self.p["jit_compile"]:
+            # XLA needs dense gradients to be fixed-shape tensors; IndexedSlices
+            # pass through as (values, indices) pairs, which XLA handles.
+            loss_and_grads = tf.function(loss_and_grads, jit_compile=True, reduce_retracing=True)
+
+        @tf.function(input_signature=[state, idx, idx, idx, mask])
+        def train(H, in_idx, out_idx, neg_idx, reset_mask):
+            loss, H_new, grads = loss_and_grads(reset(H, reset_mask), in_idx, out_idx, neg_idx)
+            self.optimizer.apply(grads)
+            return loss, tuple(tf.stop_gradient(h) for h in H_new)
+
+        @tf.function(input_signature=[state, idx, mask])
+        def score(H, in_idx, reset_mask):
+            H_new = self._hidden(reset(H, reset_mask), in_idx, training=False)
+            return self.Wy.score(H_new[-1]), tuple(H_new)
+
+        @tf.function(input_signature=[state, idx, idx, mask])
+        def rank(H, in_idx, target_idx, reset_mask):
+            scores, H_new = score(H, in_idx, reset_mask)
+            target = tf.gather(scores, target_idx[:, None], batch_dims=1)
+            higher = tf.reduce_sum(tf.cast(scores > target, tf.int64), axis=1)
+            ties = tf.reduce_sum(tf.cast(scores == target, tf.int64), axis=1) - 1
+            return higher, ties, H_new
+
+        self._train, self._score, self._rank = train, score, rank
+
+    # ----- the API ---------------------------------------------------------------------------
+    def train_step(self, in_idx, out_idx, neg_idx=None) -> float:
+        """One mini-batch; returns the loss (summed over lanes / nominal batch size)."""
+        return float(self.train_step_tensor(in_idx, out_idx, neg_idx))
+
+    def train_step_tensor(self, in_idx, out_idx, neg_idx=None) -> tf.Tensor:
+        """As :meth:`train_step`, returning the loss tensor (no host sync)."""
+        if neg_idx is None:
+            neg_idx = np.zeros(0, np.int32)
+        loss, H = self._train(tuple(self.H), np.asarray(in_idx, np.int32), np.asarray(out_idx, np.int32),
+                              np.asarray(neg_idx, np.int32), self._take_reset())
+        self.H = list(H)
+        return loss
+
+    def score(self, in_idx) -> np.ndarray:
+        """Scores of all items after feeding ``in_idx`` (no dropout); advances the state."""
+        scores, H = self._score(tuple(self.H), np.asarray(in_idx, np.int32), self._take_reset())
+        self.H = list(H)
+        return scores.numpy()
+
+    def evaluate(self, test: pd.DataFrame, progress: bool = False) -> pd.DataFrame:
+        """Rank record of ``test``: ``eval_batch_size`` sessions in parallel, each from zero state."""
+        data = SessionData.from_frame(test, self.item_ids, where="test", drop_unknown=True)
+        return evaluate_sessions(self._rank, self._zero_state, data, self.p["eval_batch_size"],
+                                 reset=True, progress=progress)
+
+
+def evaluate_sessions(rank_fn, zero_state, data: SessionData, lanes: int, reset: bool = True,
+                      progress: bool = False) -> pd.DataFrame:
+    """Walk ``data`` session-parallel and collect (higher, ties) for every event but the last.
+
+    ``rank_fn(H, in_idx, target_idx, reset_mask) -> (higher, ties, H)``;
+    ``reset=False`` skips the state resets (the tutorial port's evaluation flaw).
+    """
+    from tqdm.auto import tqdm
+
+    H = tuple(zero_state(min(lanes, max(data.n_sessions, 1))))
+    events, highers, tiess = [], [], []
+    bar = tqdm(total=data.n_events - data.n_sessions, desc="evaluate", disable=not progress, leave=False)
+    for step in session_parallel(data, lanes, min_lanes=1):
+        if step.keep is not None:
+            H = tuple(tf.gather(h, step.keep) for h in H)
+        mask = step.reset if (reset and step.reset is not None) else np.zeros(len(step.in_idx), bool)
+        higher, ties, H = rank_fn(H, step.in_idx.astype(np.int32), step.out_idx.astype(np.int32), mask)
+        events.append(step.event)
+        highers.append(higher.numpy())
+        tiess.append(ties.numpy())
+        bar.update(len(step.event))
+    bar.close()
+    if not events:
+        return pd.DataFrame({c: pd.Series(dtype=t) for c, t in RANK_COLUMNS.items()})
+    event = np.concatenate(events)
+    session = np.searchsorted(data.offsets, event, side="right") - 1
+    ranks = pd.DataFrame({
+        "session_id": data.session_ids[session],
+        "position": (event - data.offsets[session]).astype(np.int32),
+        "target": data.item_ids[event + 1],
+        "higher": np.concatenate(highers),
+        "ties": np.concatenate(tiess),
+    }).astype(RANK_COLUMNS)
+    return ranks.sort_values(["session_id", "position"], kind="stable").reset_index(drop=True)

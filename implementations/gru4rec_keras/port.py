@@ -1,0 +1,259 @@
+"""The tutorial's Keras port of GRU4Rec (SPEC.md section 5), with its flaws as switches.
+
+The model: one-hot item input of size n_items -> one GRU(100) (Keras/cuDNN
+form) -> dropout -> Dense(n_items, softmax) over ALL items, categorical
+cross-entropy (Keras' mean over the batch), Adam(lr 0.001), batch 512,
+session-parallel batches with hidden-state resets. The GRU's own output is
+its carried state (the dropout is a separate layer after it).
+
+Known flaws of the public port, each a switch (all off = the port as it was
+meant to work):
+
+* ``flaw_reset_every_step``: the port's loader yielded, with every step of a
+  window, the mask of lanes that got a new session at the window's start, and
+  the loop zeroed those lanes before every step. So a new session's first
+  ``minlen - 1`` steps (minlen = the shortest remaining session when the
+  window began) all run from a zero state. Off: the reset happens only at the
+  step where the new session starts.
+* ``flaw_reset_late``: the reset is applied after the training step instead
+  of before it: a new session's first step runs on the state left by the
+  previous session of its lane, and the state that step produced is zeroed.
+* ``flaw_no_eval_reset``: no resets during evaluation: a test session that
+  takes over a lane continues from the previous session's state.
+* ``flaw_epochs_minus_one``: ``range(1, n_epochs)``: one epoch fewer.
+* ``flaw_drop_tail``: the epoch ends as soon as a finished lane cannot be
+  refilled; the sessions the other lanes still hold are not trained on.
+  Off: lanes are dropped one by one and every session is trained to its end.
+
+The fifth known difference, dropout 0.25 in the code against 0.5 in the
+slides, is the ``dropout`` parameter (default 0.5, as the slides).
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import math
+import time
+from pathlib import Path
+
+import keras
+import numpy as np
+import pandas as pd
+import tensorflow as tf
+from tqdm.auto import tqdm
+
+from gru4rec_repro.atomic import atomic_path
+
+from .data import SessionData, session_parallel
+from .layers import Dropout, OneHotLibraryGRU
+from .model import evaluate_sessions
+
+log = logging.getLogger(__name__)
+
+FLAWS = ("flaw_reset_every_step", "flaw_reset_late", "flaw_no_eval_reset", "flaw_epochs_minus_one",
+         "flaw_drop_tail")
+DEFAULTS: dict = {
+    "hidden": 100,
+    "dropout": 0.5,
+    "learning_rate": 0.001,
+    "batch_size": 512,
+    "n_epochs": 10,
+    "eval_batch_size": 512,
+    **{flaw: False for flaw in FLAWS},
+}
+CHECKPOINT = "checkpoint.npz"
+
+
+def parse_params(params: dict | None) -> dict:
+    params = dict(params or {})
+    unknown = sorted(set(params) - set(DEFAULTS))
+    if unknown:
+        raise ValueError(f"Keras port: unknown parameter(s) {unknown}; known: {sorted(DEFAULTS)}")
+    p = {**DEFAULTS, **params}
+    for name in ("hidden", "batch_size", "n_epochs", "eval_batch_size"):
+        p[name] = int(p[name])
+    p["dropout"], p["learning_rate"] = float(p["dropout"]), float(p["learning_rate"])
+    for flaw in FLAWS:
+        p[flaw] = bool(p[flaw])
+    return p
+
+
+class KerasPort:
+    """The port's model and training loop. ``trace=True`` records every step's resets."""
+
+    def __init__(self, n_items: int, params: dict | None, seed: int):
+        self.p = p = parse_params(params)
+        self.n_items, self.seed = int(n_items), int(seed)
+        self.item_ids = np.arange(self.n_items, dtype=np.int64)
+        self.generator = tf.random.Generator.from_seed(self.seed)
+        self.gru = OneHotLibraryGRU(self.n_items, p["hidden"], seed=self.seed, name="GRU")
+        self.dropout = Dropout(p["dropout"], self.generator)
+        self.dense = keras.layers.Dense(self.n_items, activation="softmax", name="dense",
+                                        kernel_initializer=keras.initializers.GlorotUniform(seed=self.seed + 2))
+        self.dense.build((None, p["hidden"]))
+        self.variables = self.gru.trainable_weights + self.dense.trainable_weights
+        self.optimizer = keras.optimizers.Adam(learning_rate=p["learning_rate"])
+        self.optimizer.build(self.variables)
+        self.trace: list[dict] | None = None
+        self.epochs_trained = 0
+        self._build_functions()
+
+    def _build_functions(self) -> None:
+        state = tf.TensorSpec((None, self.p["hidden"]), tf.float32)
+        idx = tf.TensorSpec((None,), tf.int32)
+        mask = tf.TensorSpec((None,), tf.bool)
+        tf_vars = [v.value for v in self.variables]
+
+        def zero(h, m):
+            return tf.where(m[:, None], tf.zeros_like(h), h)
+
+        @tf.function(input_signature=[state, idx, idx, mask, mask])
+        def train(H, in_idx, out_idx, reset_before, reset_after):
+            H = zero(H, reset_before)
+            with tf.GradientTape() as tape:
+                h = self.gru(in_idx, H)
+                probs = self.dense(self.dropout(h, training=True))
+                loss = tf.reduce_mean(keras.losses.sparse_categorical_crossentropy(out_idx, probs))
+            grads = tape.gradient(loss, tf_vars)
+            # the port's input was a dense one-hot matrix: Adam sees dense gradients
+            grads = [tf.convert_to_tensor(g) for g in grads]
+            self.optimizer.apply(grads, self.variables)
+            return loss, zero(h, reset_after)
+
+        @tf.function(input_signature=[(state,), idx, idx, mask])
+        def rank(H, in_idx, target_idx, reset_mask):
+            h = self.gru(in_idx, zero(H[0], reset_mask))
+            probs = self.dense(h)
+            target = tf.gather(probs, target_idx[:, None], batch_dims=1)
+            higher = tf.reduce_sum(tf.cast(probs > target, tf.int64), axis=1)
+            ties = tf.reduce_sum(tf.cast(probs == target, tf.int64), axis=1) - 1
+            return higher, ties, (h,)
+
+        self._train, self._rank_fn = train, rank
+
+    def epochs(self) -> range:
+        """The epochs the loop runs (the flaw: ``range(1, n_epochs)``)."""
+        n = self.p["n_epochs"]
+        return range(1, n) if self.p["flaw_epochs_minus_one"] else range(1, n + 1)
+
+    def reset_masks(self, step) -> tuple[np.ndarray, np.ndarray]:
+        """(reset before the step, reset after the step) for one iterator step."""
+        lanes = len(step.in_idx)
+        none = np.zeros(lanes, dtype=bool)
+        if self.p["flaw_reset_every_step"]:
+            mask = step.window_new
+        else:
+            mask = step.reset if step.reset is not None else none
+        return (none, mask) if self.p["flaw_reset_late"] else (mask, none)
+
+    def run_epoch(self, data: SessionData, epoch: int, progress: bool = False) -> tuple[float, int, int]:
+        """One epoch; returns (mean loss, events, steps)."""
+        p = self.p
+        H = tf.zeros((min(p["batch_size"], data.n_sessions), p["hidden"]), tf.float32)
+        loss_sum = tf.zeros((), tf.float32)
+        events = steps = 0
+        bar = tqdm(total=data.n_events - data.n_sessions, desc=f"port epoch {epoch}", disable=not progress,
+                   unit="ev", mininterval=1.0)
+        for step in session_parallel(data, p["batch_size"], min_lanes=1, drop_tail=p["flaw_drop_tail"]):
+            if step.keep is not None:
+                H = tf.gather(H, step.keep)
+            before, after = self.reset_masks(step)
+            loss, H = self._train(H, step.in_idx.astype(np.int32), step.out_idx.astype(np.int32), before, after)
+            loss_sum += loss
+            if self.trace is not None:
+                self.trace.append({"epoch": epoch, "event": step.event.copy(), "reset_before": before.copy(),
+                                   "reset_after": after.copy(), "state_after": H.numpy()})
+            events += len(step.in_idx)
+            steps += 1
+            if steps % 200 == 0:
+                bar.update(events - bar.n)
+        bar.close()
+        return float(loss_sum) / max(steps, 1), events, steps
+
+    def fit(self, data: SessionData, outdir: Path, threads: int = 1, device: str = "cpu",
+            progress: bool = True, trace: bool = False) -> list[dict]:
+        outdir = Path(outdir)
+        self.trace = [] if trace else None
+        key = self._fingerprint(data)
+        done = self._load_checkpoint(outdir / CHECKPOINT, key)
+        log_path = outdir / "train_log.jsonl"
+        records = []
+        if done and log_path.exists():
+            records = [json.loads(line) for line in log_path.read_text().splitlines() if line.strip()][:done]
+        for epoch in self.epochs():
+            if epoch <= done:
+                continue
+            t0 = time.perf_counter()
+            loss, events, steps = self.run_epoch(data, epoch, progress)
+            if not math.isfinite(loss):
+                raise FloatingPointError(f"Keras port: loss is {loss} in epoch {epoch}")
+            seconds = time.perf_counter() - t0
+            rec = {"epoch": epoch, "loss": loss, "seconds": seconds, "events_per_s": events / seconds,
+                   "mbatches_per_s": steps / seconds, "threads": threads, "device": device}
+            records.append(rec)
+            self.epochs_trained += 1
+            log.info("port epoch %d: loss %.5f, %.1f s, %.0f events/s", epoch, loss, seconds, rec["events_per_s"])
+            with atomic_path(log_path) as tmp:
+                tmp.write_text("".join(json.dumps(r) + "\n" for r in records))
+            self._save_checkpoint(outdir / CHECKPOINT, epoch, key)
+        return records
+
+    def evaluate(self, test: pd.DataFrame, progress: bool = False) -> pd.DataFrame:
+        data = SessionData.from_frame(test, self.item_ids, where="test", drop_unknown=True)
+        zero_state = lambda lanes: [tf.zeros((lanes, self.p["hidden"]), tf.float32)]  # noqa: E731
+        return evaluate_sessions(self._rank_fn, zero_state, data, self.p["eval_batch_size"],
+                                 reset=not self.p["flaw_no_eval_reset"], progress=progress)
+
+    # ----- persistence -------------------------------------------------------------------------
+    def get_weights(self) -> dict[str, np.ndarray]:
+        return {"GRU.kernel": self.gru.kernel.numpy(), "GRU.recurrent_kernel": self.gru.recurrent_kernel.numpy(),
+                "GRU.bias": self.gru.bias.numpy(), "dense.kernel": self.dense.kernel.numpy(),
+                "dense.bias": self.dense.bias.numpy()}
+
+    def set_weights(self, w: dict, where: str = "weights") -> None:
+        for name, var in (("GRU.kernel", self.gru.kernel), ("GRU.recurrent_kernel", self.gru.recurrent_kernel),
+                          ("GRU.bias", self.gru.bias), ("dense.kernel", self.dense.kernel),
+                          ("dense.bias", self.dense.bias)):
+            if name not in w or tuple(w[name].shape) != tuple(var.shape):
+                raise ValueError(f"{where}: {name} missing or not of shape {tuple(var.shape)}")
+            var.assign(w[name])
+
+    def save_weights(self, path) -> None:
+        """Keras-layout weights of the port (not the GRU4Rec neutral format: another model)."""
+        meta = {"variant": "port", "hidden": self.p["hidden"], "format": 1}
+        with atomic_path(path) as tmp, open(tmp, "wb") as f:
+            np.savez(f, item_ids=self.item_ids, meta=np.array(json.dumps(meta)), **self.get_weights())
+
+    def _fingerprint(self, data: SessionData) -> str:
+        h = hashlib.sha256(json.dumps({"params": self.p, "seed": self.seed}, sort_keys=True).encode())
+        for a in (self.item_ids, data.items, data.offsets):
+            h.update(a.tobytes())
+        return h.hexdigest()
+
+    def _save_checkpoint(self, path: Path, epoch: int, key: str) -> None:
+        arrays = {f"w.{k}": v for k, v in self.get_weights().items()}
+        arrays.update({f"opt.{i}": v.numpy() for i, v in enumerate(self.optimizer.variables)})
+        arrays["generator"] = self.generator.state.numpy()
+        arrays["info"] = np.array(json.dumps({"epoch": epoch, "key": key}))
+        with atomic_path(path) as tmp, open(tmp, "wb") as f:
+            np.savez(f, **arrays)
+
+    def _load_checkpoint(self, path: Path, key: str) -> int:
+        if not path.exists():
+            return 0
+        try:
+            with np.load(path, allow_pickle=False) as f:
+                arrays = {k: f[k] for k in f.files}
+            info = json.loads(str(arrays["info"]))
+        except Exception as e:
+            log.warning("%s: unreadable checkpoint (%s); starting from scratch", path, e)
+            return 0
+        if info.get("key") != key:
+            return 0
+        self.set_weights({k[2:]: v for k, v in arrays.items() if k.startswith("w.")}, str(path))
+        for i, v in enumerate(self.optimizer.variables):
+            v.assign(arrays[f"opt.{i}"])
+        self.generator.reset(arrays["generator"])
+        log.info("port: resuming after epoch %d from %s", info["epoch"], path)
+        return int(info["epoch"])

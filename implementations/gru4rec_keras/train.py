@@ -1,0 +1,127 @@
+"""The GRU4Rec training loop: epochs of session-parallel steps, logged and checkpointed.
+
+Every epoch starts from a zero hidden state (as in the authors' code). After
+each epoch one line goes to ``train_log.jsonl`` and a checkpoint
+(``checkpoint.npz``: weights, optimizer slots, the sampler's and the dropout
+generator's state, the epoch) is written atomically; a later run with the same
+settings, seed and data resumes after the last finished epoch.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import math
+import time
+from pathlib import Path
+
+import numpy as np
+import tensorflow as tf
+from tqdm.auto import tqdm
+
+from gru4rec_repro.atomic import atomic_path
+
+from .data import SessionData, session_parallel
+from .model import GRU4Rec
+from .sampling import SampleStore
+
+log = logging.getLogger(__name__)
+CHECKPOINT = "checkpoint.npz"
+
+
+def fingerprint(model: GRU4Rec, data: SessionData) -> str:
+    """What a checkpoint must match to be resumed: settings, seed, data."""
+    h = hashlib.sha256(json.dumps({"params": model.p, "seed": model.seed}, sort_keys=True).encode())
+    h.update(model.item_ids.tobytes())
+    h.update(data.items.tobytes())
+    h.update(data.offsets.tobytes())
+    return h.hexdigest()
+
+
+def save_checkpoint(path: Path, model: GRU4Rec, store: SampleStore | None, epoch: int, key: str) -> None:
+    arrays = {f"w.{k}": v for k, v in model.get_weights().items()}
+    arrays.update({f"opt.{k}": v.numpy() for k, v in model.optimizer.slots().items()})
+    arrays["generator"] = model.generator.state.numpy()
+    extra = {"epoch": epoch, "key": key, "store": store.get_state() if store else None}
+    arrays["info"] = np.array(json.dumps(extra))
+    with atomic_path(path) as tmp, open(tmp, "wb") as f:
+        np.savez(f, **arrays)
+
+
+def load_checkpoint(path: Path, model: GRU4Rec, store: SampleStore | None, key: str) -> int:
+    """Restore a compatible checkpoint; return the last finished epoch (0 if none usable)."""
+    if not path.exists():
+        return 0
+    try:
+        with np.load(path, allow_pickle=False) as f:
+            arrays = {k: f[k] for k in f.files}
+        info = json.loads(str(arrays["info"]))
+    except Exception as e:  # a damaged file is reported and ignored
+        log.warning("%s: unreadable checkpoint (%s); starting from scratch", path, e)
+        return 0
+    if info.get("key") != key:
+        log.info("%s: checkpoint of other settings/data; starting from scratch", path)
+        return 0
+    model.set_weights({k[2:]: v for k, v in arrays.items() if k.startswith("w.")}, str(path))
+    for k, var in model.optimizer.slots().items():
+        var.assign(arrays[f"opt.{k}"])
+    model.generator.reset(arrays["generator"])
+    if store is not None and info["store"] is not None:
+        store.set_state(info["store"])
+    return int(info["epoch"])
+
+
+def train(model: GRU4Rec, data: SessionData, outdir: Path, support: np.ndarray | None = None,
+          threads: int = 1, device: str = "cpu", progress: bool = True) -> list[dict]:
+    """Train ``model`` for ``n_epochs`` on ``data``; return the per-epoch log records."""
+    p = model.p
+    outdir = Path(outdir)
+    store = None
+    if p["n_sample"] > 0:
+        if support is None:
+            raise ValueError("GRU4Rec (Keras): n_sample > 0 needs the item support")
+        store = SampleStore(support, p["n_sample"], p["sample_alpha"], p["sample_store_size"], model.seed)
+    key = fingerprint(model, data)
+    ckpt = outdir / CHECKPOINT
+    done = load_checkpoint(ckpt, model, store, key)
+    if done:
+        log.info("resuming after epoch %d from %s", done, ckpt)
+    log_path = outdir / "train_log.jsonl"
+    records = []
+    if done and log_path.exists():
+        records = [json.loads(line) for line in log_path.read_text().splitlines() if line.strip()][:done]
+    min_lanes = 2 if p["n_sample"] == 0 else 1
+    no_negatives = np.zeros(0, np.int32)
+    for epoch in range(done + 1, p["n_epochs"] + 1):
+        model.reset_state()
+        t0 = time.perf_counter()
+        events = steps = 0
+        loss_sum = tf.zeros((), tf.float32)
+        bar = tqdm(total=data.n_events - data.n_sessions, desc=f"epoch {epoch}/{p['n_epochs']}",
+                   disable=not progress, unit="ev", mininterval=1.0)
+        for step in session_parallel(data, p["batch_size"], min_lanes=min_lanes):
+            if step.keep is not None:
+                model.keep_lanes(step.keep)
+            if step.reset is not None:
+                model.reset_lanes(step.reset)
+            neg = store.next() if store is not None else no_negatives
+            loss_sum += model.train_step_tensor(step.in_idx, step.out_idx, neg)
+            events += len(step.in_idx)
+            steps += 1
+            if steps % 1000 == 0:
+                bar.update(events - bar.n)
+        bar.update(events - bar.n)
+        bar.close()
+        loss = float(loss_sum) / max(steps, 1)
+        if not math.isfinite(loss):
+            raise FloatingPointError(f"GRU4Rec (Keras): loss is {loss} in epoch {epoch}")
+        seconds = time.perf_counter() - t0
+        rec = {"epoch": epoch, "loss": loss, "seconds": seconds, "events_per_s": events / seconds,
+               "mbatches_per_s": steps / seconds, "threads": threads, "device": device}
+        records.append(rec)
+        log.info("epoch %d: loss %.5f, %.1f s, %.0f events/s", epoch, loss, seconds, rec["events_per_s"])
+        with atomic_path(log_path) as tmp:
+            tmp.write_text("".join(json.dumps(r) + "\n" for r in records))
+        save_checkpoint(ckpt, model, store, epoch, key)
+    model.reset_state()
+    return records
