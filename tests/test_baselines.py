@@ -1,0 +1,258 @@
+"""The four baselines of SPEC.md section 6 on hand-made sessions with answers computed by hand."""
+import json
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from gru4rec_repro.contract import RANK_COLUMNS, RunContext, rank_counts, resolve
+from gru4rec_repro.evaluation import metrics_from_ranks
+from implementations.baselines import bprmf, iknn, pop, spop
+from implementations.baselines.common import PredictionEvents, count_higher_and_ties, rank_events
+
+
+def frame(sessions: dict) -> pd.DataFrame:
+    """{session id: [item ids in click order]} -> a split (Time = click index)."""
+    rows = [(sid, item, float(t)) for sid, items in sessions.items() for t, item in enumerate(items)]
+    return pd.DataFrame(rows, columns=["SessionId", "ItemId", "Time"]).astype(
+        {"SessionId": "int64", "ItemId": "int64"})
+
+
+def ranks_of(module, train, test, params=None, tmp_path=None, seed=1):
+    ctx = RunContext(outdir=tmp_path, progress=False)
+    return module.run(train, test, params or {}, seed, ctx)
+
+
+def as_tuples(ranks: pd.DataFrame):
+    return list(ranks[["session_id", "position", "target", "higher", "ties"]].itertuples(index=False, name=None))
+
+
+# --- shared machinery ---------------------------------------------------------------
+
+def test_blocked_counts_match_the_contract_reference():
+    rng = np.random.default_rng(3)
+    scores = rng.integers(0, 4, size=(50, 9)).astype(np.float64)  # many ties
+    target = rng.integers(0, 9, size=50)
+    ref_higher, ref_ties = rank_counts(scores, target)
+    higher, ties = count_higher_and_ties(scores, target)
+    assert higher.tolist() == ref_higher.tolist()
+    assert ties.tolist() == ref_ties.tolist()
+
+
+def test_rank_events_gives_the_same_record_for_any_block_size():
+    items = np.arange(10, 19)
+    sessions = {s: list(np.random.default_rng(s).choice(items, size=2 + s % 4)) for s in range(12)}
+    events = PredictionEvents.from_test(frame(sessions), items)
+    table = np.random.default_rng(0).integers(0, 3, size=(len(events), len(items))).astype(float)
+    whole = rank_events(events, lambda rows: table[rows], block=10_000, progress=False)
+    blocked = rank_events(events, lambda rows: table[rows], block=3, progress=False)
+    pd.testing.assert_frame_equal(whole, blocked)
+    higher, ties = rank_counts(table, events.target_item(np.arange(len(events))))
+    assert whole["higher"].tolist() == higher.tolist() and whole["ties"].tolist() == ties.tolist()
+    assert dict(whole.dtypes.astype(str)) == RANK_COLUMNS
+
+
+def test_prediction_events_drop_unknown_items_and_short_sessions():
+    items = np.array([10, 20, 30])
+    test = frame({5: [10, 99, 20, 20], 6: [30, 99], 7: [30, 10]})  # 99 is not a training item
+    events = PredictionEvents.from_test(test, items)
+    rows = np.arange(len(events))
+    # session 5 becomes [10, 20, 20]; session 6 becomes [30] (no prediction)
+    assert events.session_id[events.input_pos].tolist() == [5, 5, 7]
+    assert events.position(rows).tolist() == [0, 1, 0]
+    assert items[events.input_item(rows)].tolist() == [10, 20, 30]
+    assert items[events.target_item(rows)].tolist() == [20, 20, 10]
+    # the session so far, repeats counted
+    assert events.history_counts(rows).toarray().tolist() == [[1, 0, 0], [1, 1, 0], [0, 0, 1]]
+
+
+def test_unknown_parameters_are_refused(tmp_path):
+    train = frame({1: [1, 2]})
+    with pytest.raises(ValueError, match="unknown parameter"):
+        ranks_of(iknn, train, train, {"lambda": 20}, tmp_path)
+    with pytest.raises(ValueError, match="test split: missing column"):
+        ranks_of(pop, train, train.rename(columns={"ItemId": "item"}), {}, tmp_path)
+
+
+def test_registry_points_at_these_modules():
+    assert resolve("pop") is pop.run and resolve("spop") is spop.run
+    assert resolve("iknn") is iknn.run and resolve("bprmf") is bprmf.run
+
+
+# --- POP ---------------------------------------------------------------------------------
+
+# supports: item 10: 3 events, 20: 2, 30: 2, 40: 1, 50: 1
+POP_TRAIN = frame({1: [10, 20, 30], 2: [10, 20], 3: [10, 30], 4: [40, 50]})
+
+
+def test_pop_scores_the_top_items_by_support():
+    model = pop.Pop(top_n=2).fit(POP_TRAIN)
+    # 20 and 30 tie on support 2 at the cut: the smaller ItemId makes the list
+    assert model.scores.tolist() == pytest.approx([3 / 4, 2 / 3, 0, 0, 0])
+
+
+def test_pop_ties_under_the_three_policies(tmp_path):
+    test = frame({9: [30, 40, 10]})
+    ranks = ranks_of(pop, POP_TRAIN, test, {"top_n": 2}, tmp_path)
+    # target 40 scores 0 like 30 and 50: two above it (10, 20), two tied with it;
+    # target 10 is the most popular item
+    assert as_tuples(ranks) == [(9, 0, 40, 2, 2), (9, 1, 10, 0, 0)]
+    m = metrics_from_ranks(ranks, cutoffs=(1, 5))
+    assert m["optimistic"]["mrr@5"] == pytest.approx((1 / 3 + 1) / 2)  # ranks 3, 1
+    assert m["conservative"]["mrr@5"] == pytest.approx((1 / 5 + 1) / 2)  # ranks 5, 1
+    assert m["median"]["mrr@5"] == pytest.approx((1 / 4 + 1) / 2)  # ranks 4, 1
+    assert m["conservative"]["recall@1"] == pytest.approx(1 / 2)
+
+
+def test_pop_with_the_default_top_100_scores_every_item_here(tmp_path):
+    ranks = ranks_of(pop, POP_TRAIN, frame({9: [30, 40, 20]}), {}, tmp_path)
+    # scores 3/4, 2/3, 2/3, 1/2, 1/2: target 40 ties with 50, target 20 with 30
+    assert as_tuples(ranks) == [(9, 0, 40, 3, 1), (9, 1, 20, 1, 1)]
+
+
+# --- S-POP -------------------------------------------------------------------------------
+
+def test_spop_counts_the_session_so_far_with_popularity_as_tie_break(tmp_path):
+    test = frame({8: [40, 30, 40, 50], 9: [30, 10, 20, 10]})
+    ranks = ranks_of(spop, POP_TRAIN, test, {"top_n": 2}, tmp_path)
+    # POP part: 10 -> 3/4, 20 -> 2/3, others 0
+    assert as_tuples(ranks) == [
+        (8, 0, 30, 3, 1),  # {40: 1}: 40=1, 10=.75, 20=.67 above; 30 ties with 50 at 0
+        (8, 1, 40, 0, 1),  # {40: 1, 30: 1}: 40 and 30 tie at 1
+        (8, 2, 50, 4, 0),  # {40: 2, 30: 1}: 50 is last
+        (9, 0, 10, 1, 0),  # {30: 1}: 30=1 above 10=.75
+        (9, 1, 20, 2, 0),  # {30: 1, 10: 1}: 10=1.75, 30=1 above 20=.67
+        (9, 2, 10, 0, 0),  # {30, 10, 20 once each}: popularity orders them, 10 first
+    ]
+
+
+def test_spop_scores_by_hand():
+    model = spop.SPop(top_n=2).fit(POP_TRAIN)
+    events = PredictionEvents.from_test(frame({9: [30, 10, 20, 10]}), model.item_ids)
+    scores = model.score_block(events, np.array([2]))
+    assert scores[0].tolist() == pytest.approx([1 + 3 / 4, 1 + 2 / 3, 1, 0, 0])
+
+
+# --- Item-KNN ----------------------------------------------------------------------------
+
+# sessions of items A=1, B=2, C=3, D=4, E=5, F=6, G=7
+# supports: A 3, B 3, C 2, D 1, E 2, F 1, G 1
+# cooc_AB = 1*1 (s1) + 1*2 (s2) = 3; cooc_AC = 1; cooc_CD = 1; cooc_EF = cooc_EG = 1
+KNN_TRAIN = frame({1: [1, 2], 2: [1, 2, 2], 3: [1, 3], 4: [3, 4], 5: [5, 6], 6: [5, 7]})
+
+
+def sim(model, i, j):
+    return model.sims[i - 1, j - 1]  # item ids 1..7 are item indices 0..6
+
+
+def test_iknn_similarity_formula_with_lambda():
+    model = iknn.ItemKNN(lmbd=20, alpha=0.5, neighbors=100).fit(KNN_TRAIN)
+    assert sim(model, 1, 2) == pytest.approx(3 / math.sqrt(23 * 23))
+    assert sim(model, 2, 1) == pytest.approx(3 / 23)
+    assert sim(model, 1, 3) == pytest.approx(1 / math.sqrt(23 * 22))
+    assert sim(model, 3, 4) == pytest.approx(1 / math.sqrt(22 * 21))
+    assert sim(model, 1, 4) == 0 and sim(model, 2, 3) == 0
+    # the item itself never counts, although it co-occurs with itself
+    assert all(sim(model, i, i) == 0 for i in range(1, 8))
+
+
+def test_iknn_similarity_without_lambda_and_asymmetric_alpha():
+    model = iknn.ItemKNN(lmbd=0, alpha=0.5).fit(KNN_TRAIN)
+    assert sim(model, 1, 2) == pytest.approx(3 / 3)
+    assert sim(model, 1, 3) == pytest.approx(1 / math.sqrt(3 * 2))
+    model = iknn.ItemKNN(lmbd=20, alpha=0.25).fit(KNN_TRAIN)
+    assert sim(model, 1, 3) == pytest.approx(1 / (23 ** 0.25 * 22 ** 0.75))
+    assert sim(model, 3, 1) == pytest.approx(1 / (22 ** 0.25 * 23 ** 0.75))
+
+
+def test_iknn_keeps_only_the_top_neighbours():
+    model = iknn.ItemKNN(neighbors=1).fit(KNN_TRAIN)
+    assert sim(model, 1, 2) == pytest.approx(3 / 23) and sim(model, 1, 3) == 0  # B beats C for A
+    assert sim(model, 3, 4) > 0 and sim(model, 3, 1) == 0  # 1/sqrt(22*21) beats 1/sqrt(22*23)
+    # E is equally similar to F and G: the smaller ItemId stays
+    assert sim(model, 5, 6) == pytest.approx(1 / math.sqrt(22 * 21)) and sim(model, 5, 7) == 0
+    assert np.diff(model.sims.indptr).max() == 1
+
+
+def test_iknn_ranks_by_the_last_item_only(tmp_path):
+    test = frame({9: [3, 1, 4]})
+    ranks = ranks_of(iknn, KNN_TRAIN, test, {}, tmp_path)
+    assert as_tuples(ranks) == [
+        (9, 0, 1, 1, 0),  # row C: D (1/sqrt(462)) above A (1/sqrt(506))
+        (9, 1, 4, 2, 4),  # row A: B and C above; D ties at 0 with A, E, F, G
+    ]
+    ranks = ranks_of(iknn, KNN_TRAIN, test, {"neighbors": 1}, tmp_path)
+    assert as_tuples(ranks)[0] == (9, 0, 1, 1, 5)  # A is cut from C's row: 0 like 5 others
+
+
+# --- BPR-MF ------------------------------------------------------------------------------
+
+def grouped_sessions(n_sessions, first_id, seed):
+    """Sessions that stay within one of two groups of 10 items (ids 0-9 and 10-19)."""
+    rng = np.random.default_rng(seed)
+    group = rng.integers(0, 2, n_sessions)
+    return frame({first_id + s: list(10 * group[s] + rng.integers(0, 10, 4)) for s in range(n_sessions)})
+
+
+def test_bprmf_session_is_the_mean_of_its_item_factors():
+    model = bprmf.BPRMF(factors=2, n_epochs=0).fit(frame({1: [0, 1, 2]}))
+    model.item_factors = np.array([[1, 0], [0, 1], [2, 2]], dtype=np.float32)
+    model.item_bias = np.array([0, 0.5, -1], dtype=np.float32)
+    events = PredictionEvents.from_test(frame({9: [0, 0, 1, 2]}), model.item_ids)
+    # the session so far at position 2 is [0, 0, 1]: vector (2/3, 1/3)
+    assert model.session_vectors(events, np.array([2]))[0] == pytest.approx([2 / 3, 1 / 3])
+    assert model.score_block(events, np.array([2]))[0] == pytest.approx([2 / 3, 1 / 3 + 0.5, (4 / 3 + 2 / 3) - 1])
+
+
+def test_bprmf_is_deterministic_by_seed():
+    train = grouped_sessions(60, 0, seed=0)
+    a = bprmf.BPRMF(factors=8, n_epochs=2, seed=5).fit(train)
+    b = bprmf.BPRMF(factors=8, n_epochs=2, seed=5).fit(train)
+    c = bprmf.BPRMF(factors=8, n_epochs=2, seed=6).fit(train)
+    assert np.array_equal(a.item_factors, b.item_factors) and np.array_equal(a.item_bias, b.item_bias)
+    assert not np.array_equal(a.item_factors, c.item_factors)
+
+
+def test_bprmf_learns_the_groups(tmp_path):
+    train, test = grouped_sessions(400, 0, seed=1), grouped_sessions(50, 10_000, seed=2)
+    params = {"factors": 8, "n_epochs": 20, "learning_rate": 0.05}
+    ranks = ranks_of(bprmf, train, test, params, tmp_path)
+    # random scores would put the target in the top 10 of 20 items half the time
+    assert metrics_from_ranks(ranks)["conservative"]["recall@10"] > 0.9
+    log = [json.loads(line) for line in (tmp_path / "train_log.jsonl").read_text().splitlines()]
+    assert [e["epoch"] for e in log] == list(range(1, 21))
+    # scores start near 0, so the first epoch's BPR loss is near -log sigmoid(0) = log 2
+    assert log[0]["loss"] == pytest.approx(math.log(2), abs=0.05)
+    assert log[-1]["loss"] < 0.5 * log[0]["loss"]
+    weights = np.load(tmp_path / "weights.npz")
+    assert weights["item_factors"].shape == (20, 8)
+
+
+def test_bprmf_quirk_item_bias_is_never_updated():
+    train = grouped_sessions(60, 0, seed=0)
+    proper = bprmf.BPRMF(factors=4, n_epochs=1, seed=1).fit(train)
+    quirky = bprmf.BPRMF(factors=4, n_epochs=1, seed=1, quirks=True).fit(train)
+    assert np.abs(proper.item_bias).max() > 0
+    assert np.all(quirky.item_bias == 0)
+
+
+def test_bprmf_quirk_negatives_come_from_the_first_n_items_rows():
+    rng = np.random.default_rng(0)
+    item_idx = np.array([0, 0, 0, 1, 1, 2, 3, 4, 4, 2])  # 5 items; first 5 rows hold items 0 and 1
+    quirky = bprmf.sample_negatives(rng, item_idx, 5, 1000, quirks=True)
+    assert set(quirky.tolist()) == {0, 1}
+    assert np.mean(quirky == 0) == pytest.approx(3 / 5, abs=0.06)
+    uniform = bprmf.sample_negatives(rng, item_idx, 5, 1000, quirks=False)
+    assert set(uniform.tolist()) == {0, 1, 2, 3, 4}
+
+
+# --- every baseline through the contract -------------------------------------------------
+
+@pytest.mark.parametrize("module", [pop, spop, iknn, bprmf])
+def test_every_baseline_writes_a_valid_rank_record(module, tmp_path):
+    train, test = grouped_sessions(80, 0, seed=3), grouped_sessions(10, 500, seed=4)
+    ranks = ranks_of(module, train, test, {"n_epochs": 1} if module is bprmf else {}, tmp_path)
+    assert len(ranks) == 10 * 3 and dict(ranks.dtypes.astype(str)) == RANK_COLUMNS
+    assert ((ranks["higher"] + ranks["ties"]) <= 19).all()
+    assert (tmp_path / "train_log.jsonl").exists() and (tmp_path / "weights.npz").exists()
