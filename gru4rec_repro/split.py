@@ -126,7 +126,7 @@ def official_split(clicks: pd.DataFrame, *, source: str | os.PathLike | None = N
     missing = [c for c in COLUMNS if c not in clicks.columns]
     if missing:
         raise DataError(source, f"clicks frame lacks column(s) {missing}")
-    data = sort_sessions(clicks[list(COLUMNS)].astype(DTYPES, copy=False))
+    data = sort_sessions(clicks[list(COLUMNS)].astype(DTYPES))
     n_raw = len(data)
     data = drop_short_sessions(data, MIN_SESSION_LENGTH)  # step 2
     data = drop_rare_items(data, MIN_ITEM_SUPPORT)  # step 3
