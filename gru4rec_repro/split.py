@@ -37,6 +37,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.csv as pv
 import pyarrow.parquet as pq
 
@@ -179,7 +180,13 @@ def split_stats(df: pd.DataFrame) -> dict:
 
 def write_tsv(df: pd.DataFrame, path: str | os.PathLike) -> None:
     """The official GRU4Rec TSV: header ``SessionId\\tItemId\\tTime``, tab separated."""
-    table = pa.Table.from_pandas(df[list(COLUMNS)], preserve_index=False)
+    table = pa.Table.from_pandas(df[list(COLUMNS)].astype(DTYPES), preserve_index=False)
+    # Time always with a decimal point (1396310400.0, like pandas writes it), so
+    # every reader sees a float column
+    time = table.column("Time").cast(pa.string())
+    time = pc.if_else(pc.match_substring(time, "."), time,
+                      pc.binary_join_element_wise(time, pa.scalar(".0"), pa.scalar("")))
+    table = table.set_column(2, "Time", time)
     with atomic_path(path) as tmp:
         with open(tmp, "wb") as out:
             out.write(b"SessionId\tItemId\tTime\n")
