@@ -473,3 +473,28 @@ def equivalence_verdict(
     else:
         reason = f"CI of the difference overlaps the +-{band:.4g} band edge"
     return {"verdict": "inconclusive", "band": band, "reason": reason}
+
+
+# ------------------------------------------------------------------ one run's CI
+
+def metric_ci(
+    ranks: pd.DataFrame | Sequence[pd.DataFrame],
+    metric: str = "recall",
+    k: int = 20,
+    policy: str = DEFAULT_POLICY,
+    n_boot: int = DEFAULT_N_BOOT,
+    seed: int = 0,
+    level: float = 0.95,
+) -> tuple[float, float, float]:
+    """(value, low, high): one run's metric with a bootstrap-over-sessions CI.
+
+    Several rank records (seeds) are averaged per event first, so the value is
+    the mean over seeds and the interval reflects test-set sampling only.
+    """
+    ev = event_values(ranks, metric, k, policy)
+    g = ev.groupby("session_id", sort=True)["value"]
+    sums, counts = g.sum().to_numpy(), g.size().to_numpy(dtype=np.float64)
+    value = float(sums.sum() / counts.sum())
+    boot = bootstrap_ratio(sums, counts, n_boot=n_boot, seed=seed)
+    lo, hi = np.quantile(boot, [(1 - level) / 2, (1 + level) / 2])
+    return value, float(lo), float(hi)

@@ -269,3 +269,12 @@ def test_verdict_uses_the_seeds_when_both_sides_have_two():
     assert stats.equivalence_verdict(far, seed_gap=sig, welch_p_adjusted=0.2)["verdict"] == "inconclusive"
     one_seed = {"n_a": 1, "n_b": 3, "welch_ci90": (float("nan"),) * 2, "welch_p": float("nan")}
     assert stats.equivalence_verdict(far, seed_gap=one_seed)["verdict"] == "different"
+
+
+def test_metric_ci_brackets_the_seed_mean():
+    s1, s2 = random_record(seed=5), random_record(seed=5)
+    s2["higher"] = s2["higher"] + 3
+    value, lo, hi = stats.metric_ci([s1, s2], "recall", n_boot=300, seed=0)
+    per_seed = [metrics_from_ranks(s)["conservative"]["recall@20"] for s in (s1, s2)]
+    assert value == pytest.approx(np.mean(per_seed))
+    assert lo < value < hi and hi - lo < 0.2
