@@ -265,7 +265,7 @@ def paired_comparison(
     ``ranks_a`` / ``ranks_b``: a rank record or a list of them (seeds; averaged
     per event first). Returns a dict with: metric_a, metric_b, diff (a - b),
     rel_diff (diff / metric_b), ci95 / ci90 (bootstrap percentile, tuples),
-    ci95_t (t-based), rel_ci95, se, p (paired t-test), t, n_units, n_events,
+    ci95_t (t-based), rel_ci95 (ci95 / metric_b, b's metric taken as fixed), se, p (paired t-test), t, n_units, n_events,
     dropped_a / dropped_b (events only one side had, ``align="intersect"``),
     unit, metric, k, policy, n_boot. See the module docstring for the method.
     """
