@@ -49,17 +49,27 @@ class SparseAdagradMomentum:
             self.params[name].add_(step, alpha=-self.learning_rate)
 
     @torch.no_grad()
-    def step_rows(self, name: str, rows: torch.Tensor, grad: torch.Tensor) -> None:
-        """Update only ``rows`` (unique indices) of parameter ``name`` with ``grad`` (one row each)."""
+    def step_rows(self, name: str, rows: torch.Tensor, grad: torch.Tensor,
+                  mask: torch.Tensor | None = None) -> None:
+        """Update only ``rows`` (unique indices) of parameter ``name`` with ``grad`` (one row each).
+
+        ``mask`` (optional, one bool per row): rows where it is false have no
+        gradient in this step (their ``grad`` must be 0) and are left alone.
+        """
         acc_rows = self.acc[name].index_select(0, rows).addcmul_(grad, grad)
         self.acc[name].index_copy_(0, rows, acc_rows)
         step = grad / torch.sqrt(acc_rows.add_(self.eps))
         if self.momentum > 0:
-            v_rows = self.velocity[name].index_select(0, rows)
-            v_rows.mul_(self.momentum).add_(step, alpha=-self.learning_rate)
-            self.velocity[name].index_copy_(0, rows, v_rows)
-            self.params[name].index_add_(0, rows, v_rows)
-        else:
+            v_old = self.velocity[name].index_select(0, rows)
+            v_rows = v_old * self.momentum - self.learning_rate * step
+            if mask is not None:
+                v_rows = torch.where(mask, v_rows, v_old)
+                self.velocity[name].index_copy_(0, rows, v_rows)
+                self.params[name].index_add_(0, rows, torch.where(mask, v_rows, 0.0))
+            else:
+                self.velocity[name].index_copy_(0, rows, v_rows)
+                self.params[name].index_add_(0, rows, v_rows)
+        else:  # zero gradient => zero step: the mask changes nothing
             self.params[name].index_add_(0, rows, step, alpha=-self.learning_rate)
 
     def state_dict(self) -> dict:

@@ -22,6 +22,29 @@ def sampling_cdf(support: np.ndarray, alpha: float) -> np.ndarray:
     return cdf
 
 
+def invert_cdf(cdf: np.ndarray, u: np.ndarray, guide: np.ndarray | None = None) -> np.ndarray:
+    """First index ``i`` with ``cdf[i] > u`` for each ``u`` in [0, 1): the same
+    as ``np.searchsorted(cdf, u, side="right")``, but a guide table of the
+    CDF at ``K`` equal steps starts each search next to its answer, which is
+    several times faster on millions of draws than a binary search.
+    """
+    if guide is None:
+        guide = guide_table(cdf)
+    K = len(guide) - 1
+    idx = guide[np.minimum((u * K).astype(np.int64), K - 1)]  # u * K may round up to K
+    active = np.flatnonzero(cdf[idx] <= u)
+    while active.size:  # walk up to the answer; few draws need more than a step or two
+        idx[active] += 1
+        active = active[cdf[idx[active]] <= u[active]]
+    return idx
+
+
+def guide_table(cdf: np.ndarray, steps_per_item: int = 4) -> np.ndarray:
+    """``guide[j]`` = first index with ``cdf > j / K`` (K = steps_per_item * n_items)."""
+    K = steps_per_item * len(cdf)
+    return np.searchsorted(cdf, np.arange(K + 1) / K, side="right")
+
+
 class SampleStore:
     """Rows of ``n_sample`` item indices drawn ahead of time from support^alpha."""
 
@@ -30,6 +53,7 @@ class SampleStore:
         if n_sample <= 0:
             raise ValueError("SampleStore needs n_sample > 0")
         self.cdf = sampling_cdf(support, alpha)
+        self.guide = guide_table(self.cdf)
         self.n_sample = int(n_sample)
         self.n_rows = max(1, int(store_size) // self.n_sample)
         self.rng = rng
@@ -41,8 +65,7 @@ class SampleStore:
     def _draw(self) -> None:
         self._rng_state_at_draw = self.rng.bit_generator.state
         u = self.rng.random(self.n_rows * self.n_sample)
-        idx = np.searchsorted(self.cdf, u, side="right")
-        np.minimum(idx, len(self.cdf) - 1, out=idx)  # u < 1 always; guards rounding
+        idx = invert_cdf(self.cdf, u, self.guide)
         self.rows = torch.from_numpy(idx.reshape(self.n_rows, self.n_sample)).to(self.device)
         self.pointer = 0
 

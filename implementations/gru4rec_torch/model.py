@@ -1,0 +1,425 @@
+"""GRU4Rec in PyTorch (SPEC.md section 4; shared interface: ../GRU4REC_API.md).
+
+The network (:class:`GRU4RecNet`) is an input layer (one-hot, a separate
+embedding, or the output matrix reused as the embedding), a stack of GRU
+layers and the item output ``h . Wy[Y]^T + By[Y]``. :class:`GRU4Rec` wraps it
+with the session-parallel hidden state, the sample store and the sparse
+Adagrad-with-momentum optimizer, and exposes the low-level API shared with the
+Keras implementation.
+
+Item matrices (``Wy``, ``By``, ``E``, the one-hot layer's ``Wx``) never take a
+dense gradient: each step gathers the rows it uses into a small leaf tensor,
+differentiates with respect to that, and updates only those rows.
+"""
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pandas as pd
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from . import losses
+from .data import session_data, session_parallel
+from .optim import SparseAdagradMomentum
+from .sampling import SampleStore
+
+#: Hyperparameters (GRU4REC_API.md) and their defaults.
+DEFAULTS: dict = {
+    "loss": "cross-entropy",
+    "final_act": "linear",
+    "elu_param": 1.0,
+    "layers": [100],
+    "embedding": 0,
+    "constrained_embedding": True,
+    "dropout_p_embed": 0.0,
+    "dropout_p_hidden": 0.0,
+    "learning_rate": 0.05,
+    "momentum": 0.0,
+    "batch_size": 32,
+    "n_sample": 2048,
+    "sample_alpha": 0.75,
+    "sample_store_size": 10_000_000,
+    "logq": 0.0,
+    "bpreg": 1.0,
+    "n_epochs": 10,
+    "eval_batch_size": 512,
+}
+
+
+def resolve_params(params: dict | None) -> dict:
+    """``params`` over :data:`DEFAULTS`, checked; unknown names are an error."""
+    params = dict(params or {})
+    unknown = sorted(set(params) - set(DEFAULTS))
+    if unknown:
+        raise ValueError(f"gru4rec_torch: unknown hyperparameter(s) {unknown}; known: {sorted(DEFAULTS)}")
+    p = {**DEFAULTS, **params}
+    if p["loss"] not in losses.LOSSES:
+        raise ValueError(f"gru4rec_torch: loss {p['loss']!r} is not one of {losses.LOSSES}")
+    if p["final_act"] not in losses.FINAL_ACTIVATIONS:
+        raise ValueError(f"gru4rec_torch: final_act {p['final_act']!r} is not one of {losses.FINAL_ACTIVATIONS}")
+    layers = p["layers"]
+    if isinstance(layers, int):
+        layers = [layers]
+    if not layers or any(int(h) <= 0 for h in layers):
+        raise ValueError(f"gru4rec_torch: layers must be a non-empty list of positive sizes, got {p['layers']!r}")
+    p["layers"] = [int(h) for h in layers]
+    for name in ("embedding", "batch_size", "n_sample", "sample_store_size", "n_epochs", "eval_batch_size"):
+        p[name] = int(p[name])
+    for name in ("elu_param", "dropout_p_embed", "dropout_p_hidden", "learning_rate", "momentum",
+                 "sample_alpha", "logq", "bpreg"):
+        p[name] = float(p[name])
+    p["constrained_embedding"] = bool(p["constrained_embedding"])
+    if p["batch_size"] < 1 or p["eval_batch_size"] < 1:
+        raise ValueError("gru4rec_torch: batch_size and eval_batch_size must be >= 1")
+    if p["n_sample"] < 0:
+        raise ValueError(f"gru4rec_torch: n_sample must be >= 0, got {p['n_sample']}")
+    for name in ("dropout_p_embed", "dropout_p_hidden"):
+        if not 0.0 <= p[name] < 1.0:
+            raise ValueError(f"gru4rec_torch: {name} must be in [0, 1), got {p[name]}")
+    return p
+
+
+def uniform_init_(tensor: torch.Tensor, generator: torch.Generator, blocks: int = 1, dim: int = 0) -> torch.Tensor:
+    """Uniform +-sqrt(6 / (fan_in + fan_out)), each of ``blocks`` blocks along ``dim`` sized as its own matrix."""
+    with torch.no_grad():
+        for block in tensor.chunk(blocks, dim=dim):
+            sigma = math.sqrt(6.0 / (block.shape[0] + block.shape[1]))
+            block.uniform_(-sigma, sigma, generator=generator)
+    return tensor
+
+
+def _item_parameter(shape, generator=None) -> nn.Parameter:
+    """An item matrix: updated row-sparsely by hand, so autograd never tracks it."""
+    t = torch.zeros(shape)
+    if generator is not None:
+        uniform_init_(t, generator)
+    return nn.Parameter(t, requires_grad=False)
+
+
+class OneHotGRULayer(nn.Module):
+    """First GRU layer on one-hot input, in the original GRU form.
+
+    ``Wx`` (n_items, 3H) holds the input weights of the (candidate, reset,
+    update) blocks; a one-hot input selects one row, so the layer's input is
+    that row (an embedding lookup, never a one-hot vector). With
+    v = Wx[x] + b = (v_n, v_r, v_z):
+    [r, z] = sigmoid([v_r, v_z] + h Wrz); n = tanh((r * h) Wh + v_n);
+    h' = (1 - z) * h + z * n.
+    """
+
+    def __init__(self, n_items: int, hidden: int, generator: torch.Generator):
+        super().__init__()
+        self.hidden = hidden
+        self.Wx = nn.Parameter(uniform_init_(torch.zeros(n_items, 3 * hidden), generator, 3, dim=1),
+                               requires_grad=False)
+        self.Wrz = nn.Parameter(uniform_init_(torch.zeros(hidden, 2 * hidden), generator, 2, dim=1))
+        self.Wh = nn.Parameter(uniform_init_(torch.zeros(hidden, hidden), generator))
+        self.b = nn.Parameter(torch.zeros(3 * hidden))
+
+    def forward(self, wx_rows: torch.Tensor, h: torch.Tensor) -> torch.Tensor:
+        v_n, v_rz = (wx_rows + self.b).split([self.hidden, 2 * self.hidden], dim=1)
+        r, z = torch.sigmoid(torch.addmm(v_rz, h, self.Wrz)).chunk(2, dim=1)
+        n = torch.tanh(torch.addmm(v_n, r * h, self.Wh))
+        return torch.lerp(h, n, z)  # (1 - z) * h + z * n
+
+
+class GRULayer(nn.Module):
+    """A GRU layer in the library form (PyTorch's GRUCell: reset after the recurrent product)."""
+
+    def __init__(self, d_in: int, hidden: int, generator: torch.Generator):
+        super().__init__()
+        self.W_ih = nn.Parameter(uniform_init_(torch.zeros(3 * hidden, d_in), generator, 3, dim=0))
+        self.W_hh = nn.Parameter(uniform_init_(torch.zeros(3 * hidden, hidden), generator, 3, dim=0))
+        self.b_ih = nn.Parameter(torch.zeros(3 * hidden))
+        self.b_hh = nn.Parameter(torch.zeros(3 * hidden))
+
+    def forward(self, x: torch.Tensor, h: torch.Tensor) -> torch.Tensor:
+        return torch.gru_cell(x, h, self.W_ih, self.W_hh, self.b_ih, self.b_hh)
+
+
+class GRU4RecNet(nn.Module):
+    """Input layer, GRU stack and item output of GRU4Rec."""
+
+    def __init__(self, n_items: int, p: dict, generator: torch.Generator):
+        super().__init__()
+        layers = p["layers"]
+        self.one_hot = not p["constrained_embedding"] and p["embedding"] == 0
+        self.constrained = p["constrained_embedding"]
+        if self.constrained:
+            d_in = layers[-1]
+        elif p["embedding"] > 0:
+            self.E = _item_parameter((n_items, p["embedding"]), generator)
+            d_in = p["embedding"]
+        gru = []
+        for i, hidden in enumerate(layers):
+            if i == 0 and self.one_hot:
+                gru.append(OneHotGRULayer(n_items, hidden, generator))
+            else:
+                gru.append(GRULayer(layers[i - 1] if i > 0 else d_in, hidden, generator))
+        self.gru = nn.ModuleList(gru)
+        self.Wy = _item_parameter((n_items, layers[-1]), generator)
+        self.By = _item_parameter((n_items,))
+
+    def input_matrix(self) -> torch.Tensor:
+        """The item matrix whose rows are the input of the first layer."""
+        if self.constrained:
+            return self.Wy
+        return self.gru[0].Wx if self.one_hot else self.E
+
+    def item_matrices(self) -> dict[str, torch.Tensor]:
+        names = {"Wy": self.Wy, "By": self.By}
+        if not self.constrained:
+            names["gru0.Wx" if self.one_hot else "E"] = self.input_matrix()
+        return names
+
+    def dense_parameters(self) -> dict[str, torch.Tensor]:
+        return {f"gru{i}.{name}": p for i, layer in enumerate(self.gru)
+                for name, p in layer.named_parameters() if p.requires_grad}
+
+    def hidden_step(self, x, H, dropout=None):
+        """Feed ``x`` (input-layer rows) through the GRU stack from states ``H``.
+
+        ``dropout(h, p_name)`` (training only) drops out the input embedding
+        and each layer's output; the dropped-out output is the new state.
+        """
+        new_H = []
+        if dropout is not None and not self.one_hot:
+            x = dropout(x, "dropout_p_embed")
+        for layer, h in zip(self.gru, H):
+            x = layer(x, h)
+            if dropout is not None:
+                x = dropout(x, "dropout_p_hidden")
+            new_H.append(x)
+        return x, new_H
+
+
+def _as_index(idx, device) -> torch.Tensor:
+    if isinstance(idx, torch.Tensor):
+        return idx.to(device=device, dtype=torch.int64)
+    return torch.from_numpy(np.ascontiguousarray(idx, dtype=np.int64)).to(device)
+
+
+class GRU4Rec:
+    """GRU4Rec with the low-level API of GRU4REC_API.md.
+
+    ``support``: training event count of every item (sampling and logQ);
+    ``None`` means uniform. ``device``: where the tensors live.
+    """
+
+    def __init__(self, n_items: int, params: dict, seed: int, support=None, device="cpu"):
+        self.params = p = resolve_params(params)
+        self.n_items = int(n_items)
+        self.seed = int(seed)
+        self.device = torch.device(device)
+        self.item_ids = np.arange(self.n_items, dtype=np.int64)
+        support = np.ones(self.n_items) if support is None else np.asarray(support, dtype=np.float64)
+        if support.shape != (self.n_items,) or (support <= 0).any():
+            raise ValueError(f"support must hold a positive count for each of the {self.n_items} items")
+        self.support = support
+        # one seed, three independent streams: init, dropout, extra samples
+        init_seed, dropout_seed, sample_seed = np.random.SeedSequence(self.seed).generate_state(3)
+        init_gen = torch.Generator().manual_seed(int(init_seed))
+        self.net = GRU4RecNet(self.n_items, p, init_gen).to(self.device)
+        self.dropout_gen = torch.Generator(device=self.device).manual_seed(int(dropout_seed))
+        self.sample_rng = np.random.default_rng(int(sample_seed))
+        self.store = (SampleStore(support, p["sample_alpha"], p["n_sample"], p["sample_store_size"],
+                                  self.sample_rng, self.device) if p["n_sample"] > 0 else None)
+        self.log_support = torch.tensor(np.log(support), dtype=torch.float32, device=self.device)
+        self.item_params = self.net.item_matrices()
+        self.dense_params = self.net.dense_parameters()
+        self.optimizer = SparseAdagradMomentum({**self.item_params, **self.dense_params},
+                                               p["learning_rate"], p["momentum"])
+        self.H = self.zero_state(p["batch_size"])
+
+    # ----------------------------------------------------------------- state
+    def zero_state(self, lanes: int) -> list[torch.Tensor]:
+        return [torch.zeros(lanes, h, device=self.device) for h in self.params["layers"]]
+
+    def reset_lanes(self, mask) -> None:
+        """Zero the hidden state of the lanes where ``mask`` is true."""
+        mask = torch.as_tensor(np.asarray(mask, dtype=bool) if not isinstance(mask, torch.Tensor) else mask,
+                               device=self.device).unsqueeze(1)
+        self.H = [h.masked_fill(mask, 0.0) for h in self.H]
+
+    def keep_lanes(self, idx) -> None:
+        """Keep only lanes ``idx`` (the batch shrinks)."""
+        idx = _as_index(idx, self.device)
+        self.H = [h.index_select(0, idx) for h in self.H]
+
+    # -------------------------------------------------------------- training
+    def _dropout(self, x: torch.Tensor, which: str) -> torch.Tensor:
+        p = self.params[which]
+        if p == 0.0:
+            return x
+        keep = torch.empty_like(x).bernoulli_(1.0 - p, generator=self.dropout_gen)
+        return x * keep / (1.0 - p)
+
+    def _step(self, in_idx: torch.Tensor, out_idx: torch.Tensor, neg_idx: torch.Tensor | None) -> torch.Tensor:
+        """One training step on index tensors (on the device); returns the loss tensor."""
+        p, net = self.params, self.net
+        B = in_idx.shape[0]
+        y = out_idx if neg_idx is None or len(neg_idx) == 0 else torch.cat([out_idx, neg_idx])
+        # Gather the item rows this mini-batch uses (each once) into leaf
+        # tensors; score the B lanes against those rows, then pick the columns
+        # of R = [targets, extra samples] from them.
+        if net.constrained:
+            rows, pos = torch.unique(torch.cat([in_idx, y]), return_inverse=True)
+            wy = net.Wy.index_select(0, rows).requires_grad_()
+            x = F.embedding(pos[:B], wy)
+            y_pos = pos[B:]
+            # the bias only has a gradient on the rows of y, not on input-only rows
+            b_mask = torch.zeros(len(rows), dtype=torch.bool, device=rows.device)
+            b_mask[y_pos] = True
+            sparse = [("Wy", rows, wy)]
+        else:
+            rows, y_pos = torch.unique(y, return_inverse=True)
+            wy = net.Wy.index_select(0, rows).requires_grad_()
+            in_rows, in_pos = torch.unique(in_idx, return_inverse=True)
+            name = "gru0.Wx" if net.one_hot else "E"
+            emb = self.item_params[name].index_select(0, in_rows).requires_grad_()
+            x = F.embedding(in_pos, emb)
+            b_mask = None
+            sparse = [("Wy", rows, wy), (name, in_rows, emb)]
+        by = net.By.index_select(0, rows).requires_grad_()
+
+        h, new_H = net.hidden_step(x, self.H, self._dropout)
+        R = torch.addmm(by, h, wy.t()).index_select(1, y_pos)
+        R = losses.final_activation(R, p["final_act"], p["elu_param"])
+        shift = None
+        if p["loss"] == "cross-entropy" and p["logq"] > 0:
+            log_q = self.log_support[y]
+            if len(y) > B:
+                log_q = torch.cat([log_q[:B], p["sample_alpha"] * log_q[B:]])
+            shift = p["logq"] * log_q
+        loss = losses.row_losses(p["loss"], R, p["bpreg"], shift).sum() / p["batch_size"]
+
+        dense = list(self.dense_params.items())
+        grads = torch.autograd.grad(loss, [t for _, t in dense] + [leaf for _, _, leaf in sparse] + [by])
+        for (name, _), g in zip(dense, grads):
+            self.optimizer.step_dense(name, g)
+        for (name, idx, _), g in zip(sparse, grads[len(dense):-1]):
+            self.optimizer.step_rows(name, idx, g)
+        self.optimizer.step_rows("By", rows, grads[-1], b_mask)
+        self.H = [h.detach() for h in new_H]
+        return loss.detach()
+
+    def train_step(self, in_idx, out_idx, neg_idx=None) -> float:
+        """One mini-batch; returns the loss (summed over lanes / nominal batch size)."""
+        neg = None if neg_idx is None or len(neg_idx) == 0 else _as_index(neg_idx, self.device)
+        return float(self._step(_as_index(in_idx, self.device), _as_index(out_idx, self.device), neg))
+
+    def next_negatives(self) -> torch.Tensor | None:
+        """The extra negatives of the next mini-batch from the sample store."""
+        return None if self.store is None else self.store.next()
+
+    # ------------------------------------------------------------ evaluation
+    @torch.no_grad()
+    def score(self, in_idx) -> torch.Tensor:
+        """Raw scores h . Wy^T + By of all items after feeding ``in_idx`` (no
+        dropout, no final activation), advancing the hidden state."""
+        in_idx = _as_index(in_idx, self.device)
+        x = self.net.input_matrix().index_select(0, in_idx)
+        h, self.H = self.net.hidden_step(x, self.H)
+        return torch.addmm(self.net.By, h, self.net.Wy.t())
+
+    @torch.no_grad()
+    def evaluate(self, test: pd.DataFrame, progress: bool = False) -> pd.DataFrame:
+        """The rank record (gru4rec_repro.contract.RANK_COLUMNS) of ``test``.
+
+        ``eval_batch_size`` sessions run in parallel lanes, each from a zero
+        state; every event but a session's last is scored against all items.
+        Items unseen in training are dropped from ``test`` first.
+        """
+        from tqdm.auto import tqdm
+
+        data = session_data(test, self.item_ids, "test split")
+        saved_H = self.H
+        self.H = self.zero_state(min(self.params["eval_batch_size"], max(data.n_sessions, 1)))
+        parts = []
+        n_pred = int(data.n_events - data.n_sessions)
+        bar = tqdm(total=n_pred, disable=not progress, desc="evaluate", unit="ev", mininterval=2)
+        for step in session_parallel(data, self.params["eval_batch_size"], with_positions=True):
+            if step.keep is not None:
+                self.keep_lanes(step.keep)
+            if step.reset is not None:
+                self.reset_lanes(step.reset)
+            scores = self.score(step.in_idx)
+            target = _as_index(step.out_idx, self.device)
+            t = scores.gather(1, target.unsqueeze(1))
+            higher = (scores > t).sum(1)
+            ties = (scores == t).sum(1) - 1
+            parts.append((step.session, step.position, step.out_idx, higher, ties))
+            bar.update(len(step.in_idx))
+        bar.close()
+        self.H = saved_H
+        if not parts:
+            return pd.DataFrame({c: pd.Series(dtype=d) for c, d in
+                                 (("session_id", "int64"), ("position", "int32"), ("target", "int64"),
+                                  ("higher", "int64"), ("ties", "int64"))})
+        return pd.DataFrame({
+            "session_id": data.session_ids[np.concatenate([s for s, *_ in parts])].astype(np.int64),
+            "position": np.concatenate([q for _, q, *_ in parts]).astype(np.int32),
+            "target": self.item_ids[np.concatenate([o for _, _, o, _, _ in parts])].astype(np.int64),
+            "higher": torch.cat([h for *_, h, _ in parts]).cpu().numpy().astype(np.int64),
+            "ties": torch.cat([t for *_, t in parts]).cpu().numpy().astype(np.int64),
+        })
+
+    # ----------------------------------------------------------- persistence
+    def neutral_weights(self) -> dict[str, np.ndarray]:
+        """The tensors of the neutral weights file, by their documented names."""
+        out = {}
+        for name, t in self.net.named_parameters():
+            name = name.replace("gru.", "gru", 1)  # "gru.0.W_ih" -> "gru0.W_ih"
+            out[name] = t.detach().cpu().numpy().astype(np.float32)
+        return out
+
+    def save_weights(self, path) -> None:
+        """Write the neutral ``weights.npz`` (GRU4REC_API.md) to ``path``."""
+        from gru4rec_repro.atomic import atomic_path
+
+        meta = {"layers": self.params["layers"], "embedding": self.params["embedding"],
+                "constrained_embedding": self.params["constrained_embedding"], "format": 1}
+        with atomic_path(path) as tmp:
+            with open(tmp, "wb") as f:
+                np.savez(f, item_ids=self.item_ids.astype(np.int64), meta=np.array(json.dumps(meta)),
+                         **self.neutral_weights())
+
+    def load_weights(self, path) -> None:
+        """Read a neutral ``weights.npz`` written by either implementation."""
+        with np.load(path, allow_pickle=False) as z:
+            meta = json.loads(str(z["meta"]))
+            for key in ("layers", "constrained_embedding"):
+                if meta[key] != self.params[key]:
+                    raise ValueError(f"{path}: {key} is {meta[key]!r}, this model has {self.params[key]!r}")
+            if not np.array_equal(z["item_ids"], self.item_ids):
+                raise ValueError(f"{path}: item index differs from this model's ({len(z['item_ids'])} vs "
+                                 f"{len(self.item_ids)} items)")
+            expected = self.neutral_weights()
+            missing = sorted(set(expected) - set(z.files))
+            if missing:
+                raise ValueError(f"{path}: missing tensor(s) {missing}")
+            params = dict(self.net.named_parameters())
+            with torch.no_grad():
+                for name, old in expected.items():
+                    if z[name].shape != old.shape:
+                        raise ValueError(f"{path}: {name} has shape {z[name].shape}, expected {old.shape}")
+                    params[name.replace("gru", "gru.", 1)].copy_(torch.from_numpy(z[name]))
+
+    def state_dict(self) -> dict:
+        """Everything a checkpoint needs to continue training exactly."""
+        return {"net": self.net.state_dict(), "optimizer": self.optimizer.state_dict(),
+                "dropout_gen": self.dropout_gen.get_state(),
+                "sample_rng": self.sample_rng.bit_generator.state,
+                "store": None if self.store is None else self.store.state_dict()}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.net.load_state_dict(state["net"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.dropout_gen.set_state(state["dropout_gen"])
+        self.sample_rng.bit_generator.state = state["sample_rng"]
+        if self.store is not None:
+            self.store.load_state_dict(state["store"])

@@ -1,0 +1,52 @@
+"""``run(train, test, params, seed, ctx)``: the implementation contract for GRU4Rec in PyTorch.
+
+Builds the item index and the model from the training split, trains (with
+per-epoch checkpoints in ``ctx.outdir``), writes ``weights.npz`` and returns
+the rank record of the test split. From the command line::
+
+    python -m gru4rec_repro run --implementation gru4rec_torch --train train.tsv \\
+        --test test.tsv --params '{"loss": "bpr-max"}' --seed 1 --out results/x
+"""
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import torch
+
+from gru4rec_repro.contract import RunContext, validate_ranks
+
+from .data import item_index, session_data
+from .model import GRU4Rec
+from .train import train as train_model
+
+
+def resolve_device(name: str) -> torch.device:
+    """``auto`` = CUDA when available; ``gpu`` = ``cuda``."""
+    name = (name or "cpu").lower()
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "gpu":
+        name = "cuda"
+    device = torch.device(name)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise RuntimeError(f"device {name!r} asked for, but torch sees no CUDA device")
+    return device
+
+
+def run(train: pd.DataFrame, test: pd.DataFrame, params: dict, seed: int, ctx: RunContext) -> pd.DataFrame:
+    log = ctx.log
+    torch.set_num_threads(max(1, int(ctx.threads)))
+    threads = torch.get_num_threads()
+    device = resolve_device(ctx.device)
+    item_ids = item_index(train)
+    support = pd.Series(train["ItemId"].to_numpy()).value_counts().reindex(item_ids).to_numpy()
+    data = session_data(train, item_ids, "training split")
+    model = GRU4Rec(len(item_ids), params, seed, support=support, device=device)
+    model.item_ids = item_ids
+    log.info("gru4rec_torch: %d items, %d training sessions, %d events; device %s, %d threads; params %s",
+             len(item_ids), data.n_sessions, data.n_events, device, threads, model.params)
+    train_model(model, data, ctx.outdir, threads=threads, device_label=str(device),
+                progress=ctx.progress, log=log)
+    model.save_weights(ctx.outdir / "weights.npz")
+    ranks = model.evaluate(test, progress=ctx.progress)
+    return validate_ranks(ranks, "gru4rec_torch rank record")

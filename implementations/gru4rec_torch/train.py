@@ -1,0 +1,132 @@
+"""The training loop: epochs of session-parallel steps, logs and checkpoints.
+
+Per epoch: the hidden state starts at zero, the steps come from
+:func:`data.session_parallel` (``min_lanes = 2`` without extra samples, so a
+lone lane never trains without negatives), a tqdm bar shows progress, and at
+the end one line goes to ``train_log.jsonl`` and the whole training state
+(model, optimizer, random generators, epoch) to ``checkpoint.pt``, both
+written atomically. A restarted run with the same params, seed and data
+continues after the last finished epoch.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from gru4rec_repro.atomic import atomic_path, write_text
+
+from .data import SessionData, session_parallel
+from .model import GRU4Rec
+
+CHECKPOINT = "checkpoint.pt"
+TRAIN_LOG = "train_log.jsonl"
+SYNC_EVERY = 500  # steps between host syncs (NaN check, progress bar)
+
+
+def fingerprint(model: GRU4Rec, data: SessionData) -> str:
+    """Identifies a training run: params (but the number of epochs and the
+    evaluation batch, so a run can be extended), seed, item index and data."""
+    h = hashlib.sha256()
+    params = {k: v for k, v in model.params.items() if k not in ("n_epochs", "eval_batch_size")}
+    h.update(json.dumps(params, sort_keys=True).encode())
+    h.update(str(model.seed).encode())
+    for a in (model.item_ids, data.items, data.offsets, data.order):
+        h.update(np.ascontiguousarray(a).tobytes())
+    return h.hexdigest()
+
+
+def _save_checkpoint(path: Path, model: GRU4Rec, epoch: int, key: str, history: list) -> None:
+    state = {"fingerprint": key, "epoch": epoch, "history": history, "model": model.state_dict()}
+    with atomic_path(path) as tmp:
+        torch.save(state, tmp)
+
+
+def _load_checkpoint(path: Path, model: GRU4Rec, key: str, log: logging.Logger) -> tuple[int, list]:
+    """Restore ``path`` into ``model`` if it belongs to this run; return (epochs done, log lines)."""
+    if not path.exists():
+        return 0, []
+    try:
+        state = torch.load(path, map_location=model.device, weights_only=False)
+    except Exception as err:  # a corrupt file must not stop the run: start over
+        log.warning("%s: unreadable checkpoint (%s); training from scratch", path, err)
+        return 0, []
+    if state.get("fingerprint") != key:
+        log.warning("%s: checkpoint of another run (params, seed or data differ); training from scratch", path)
+        return 0, []
+    model.load_state_dict(state["model"])
+    log.info("%s: resuming after epoch %d", path, state["epoch"])
+    return int(state["epoch"]), list(state["history"])
+
+
+def train_epoch(model: GRU4Rec, data: SessionData, progress: bool = True, desc: str = "epoch") -> tuple[float, int, int]:
+    """One epoch; returns (mean loss per mini-batch weighted by lanes, events, mini-batches)."""
+    p = model.params
+    model.H = model.zero_state(min(p["batch_size"], data.n_sessions))
+    min_lanes = 2 if p["n_sample"] == 0 else 1
+    dev = model.device
+    loss_sum = torch.zeros((), device=dev)
+    events = steps = 0
+    total = data.n_events - data.n_sessions
+    bar = tqdm(total=total, disable=not progress, desc=desc, unit="ev", mininterval=2, smoothing=0.05)
+    last_sync = 0
+    for step in session_parallel(data, p["batch_size"], min_lanes=min_lanes):
+        if step.keep is not None:
+            model.keep_lanes(step.keep)
+        if step.reset is not None:
+            model.reset_lanes(step.reset)
+        n = len(step.in_idx)
+        in_idx = torch.from_numpy(step.in_idx).to(dev, non_blocking=True)
+        out_idx = torch.from_numpy(step.out_idx).to(dev, non_blocking=True)
+        loss = model._step(in_idx, out_idx, model.next_negatives())
+        loss_sum += loss * n
+        events += n
+        steps += 1
+        if steps % SYNC_EVERY == 0:
+            mean = float(loss_sum) / events
+            if not np.isfinite(mean):
+                raise FloatingPointError(f"{desc}: loss became {mean} after {steps} mini-batches")
+            bar.update(events - last_sync)
+            bar.set_postfix(loss=f"{mean:.4f}", refresh=False)
+            last_sync = events
+    bar.update(events - last_sync)
+    bar.close()
+    mean = float(loss_sum) / max(events, 1)
+    if not np.isfinite(mean):
+        raise FloatingPointError(f"{desc}: loss is {mean}")
+    return mean, events, steps
+
+
+def train(model: GRU4Rec, data: SessionData, outdir, threads: int, device_label: str,
+          progress: bool = True, log: logging.Logger | None = None, checkpoint: bool = True) -> list[dict]:
+    """Train ``model`` for ``n_epochs`` on ``data``; returns the per-epoch log lines."""
+    log = log or logging.getLogger("gru4rec_torch")
+    outdir = Path(outdir)
+    key = fingerprint(model, data)
+    ckpt = outdir / CHECKPOINT
+    done, history = _load_checkpoint(ckpt, model, key, log) if checkpoint else (0, [])
+    n_epochs = model.params["n_epochs"]
+    for epoch in range(done + 1, n_epochs + 1):
+        t0 = time.perf_counter()
+        loss, events, steps = train_epoch(model, data, progress, desc=f"epoch {epoch}/{n_epochs}")
+        if model.device.type == "cuda":
+            torch.cuda.synchronize(model.device)
+        seconds = time.perf_counter() - t0
+        line = {"epoch": epoch, "loss": loss, "seconds": seconds,
+                "events_per_s": events / seconds, "mbatches_per_s": steps / seconds,
+                "threads": int(threads), "device": device_label}
+        history.append(line)
+        log.info("epoch %d/%d: loss %.6f, %.1f s, %.0f events/s, %.1f mini-batches/s",
+                 epoch, n_epochs, loss, seconds, line["events_per_s"], line["mbatches_per_s"])
+        write_text("".join(json.dumps(h) + "\n" for h in history), outdir / TRAIN_LOG)
+        if checkpoint:
+            _save_checkpoint(ckpt, model, epoch, key, history)
+    if done == n_epochs:
+        write_text("".join(json.dumps(h) + "\n" for h in history), outdir / TRAIN_LOG)
+    return history
