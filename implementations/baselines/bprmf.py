@@ -75,17 +75,30 @@ class BPRMF:
 
     def __init__(self, factors: int = 100, n_epochs: int = 10, learning_rate: float = 0.01,
                  reg: float = 0.0, init_scale: float = 0.05, quirks: bool = False,
-                 chunk: int = 1024, seed: int = 0, progress: bool = False):
+                 chunk: int = 1024, seed: int = 0, threads: int = 1, progress: bool = False):
         if factors < 1 or n_epochs < 0 or chunk < 1:
             raise ValueError(f"bprmf: need factors >= 1, n_epochs >= 0, chunk >= 1; "
                              f"got {factors}, {n_epochs}, {chunk}")
         self.factors, self.n_epochs, self.chunk = int(factors), int(n_epochs), int(chunk)
         self.learning_rate, self.reg, self.init_scale = float(learning_rate), float(reg), float(init_scale)
         self.quirks, self.seed, self.progress = bool(quirks), int(seed), progress
+        self.threads = max(1, int(threads))
         self.epoch_log: list[dict] = []
 
     def fit(self, train: pd.DataFrame, on_epoch=None) -> "BPRMF":
-        """Train; ``on_epoch(entry)`` is called after every epoch with its log entry."""
+        """Train; ``on_epoch(entry)`` is called after every epoch with its log entry.
+
+        PyTorch runs with ``threads`` threads during the fit (the chunks are small:
+        one thread is fastest, and extra threads stall badly on a busy machine).
+        """
+        previous_threads = torch.get_num_threads()
+        torch.set_num_threads(self.threads)
+        try:
+            return self._fit(train, on_epoch)
+        finally:
+            torch.set_num_threads(previous_threads)
+
+    def _fit(self, train: pd.DataFrame, on_epoch) -> "BPRMF":
         train = check_split(train, "train")
         self.item_ids, item_idx = index_items(train)
         _, session_idx = np.unique(train["SessionId"].to_numpy(np.int64), return_inverse=True)
@@ -142,8 +155,7 @@ class BPRMF:
 def run(train: pd.DataFrame, test: pd.DataFrame, params: dict, seed: int, ctx: RunContext) -> pd.DataFrame:
     """Rank record of BPR-MF trained with ``seed``."""
     p = resolve_params(params, DEFAULTS, "bprmf")
-    torch.set_num_threads(max(1, int(ctx.threads)))
-    model = BPRMF(**p, seed=seed, progress=ctx.progress)
+    model = BPRMF(**p, seed=seed, threads=ctx.threads, progress=ctx.progress)
     log_lines: list[str] = []
 
     def write_epoch(entry: dict) -> None:
