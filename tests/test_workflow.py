@@ -39,6 +39,7 @@ def test_default_config_dry_run_shows_the_whole_study(tmp_path):
         ("study:\n  runs: [no-such-run]\n", "no-such-run"),
         ("datasets:\n  x:\n    source: clicks\n", "'path' is a required property"),
         ("study:\n  equivalence_margin: -1\n", "equivalence_margin"),
+        ("datasets:\n  synthetic:\n    n_sesions: 5\n", "unknown synthetic generator key(s) ['n_sesions']"),
     ],
 )
 def test_bad_config_fails_before_any_job_naming_the_key(tmp_path, override, message):

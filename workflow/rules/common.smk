@@ -1,10 +1,12 @@
 # Config validation and the helpers every stage uses.
+import dataclasses
 import json
 import os
 
 from snakemake.utils import validate
 
 from gru4rec_repro.contract import DETERMINISTIC
+from gru4rec_repro.data.synthetic import SyntheticConfig
 
 
 validate(config, schema="../schemas/config.schema.yaml")
@@ -23,6 +25,14 @@ for _name in DATASETS:
         raise ValueError(
             f"config: study.datasets names {_name!r}, which is not under datasets: "
             f"(known: {', '.join(config['datasets'])})"
+        )
+_generator_keys = {f.name for f in dataclasses.fields(SyntheticConfig)} | {"source"}
+for _name, _spec in config["datasets"].items():
+    _unknown = sorted(set(_spec) - _generator_keys) if _spec["source"] == "synthetic" else []
+    if _unknown:
+        raise ValueError(
+            f"config: datasets.{_name}: unknown synthetic generator key(s) {_unknown} "
+            "(see docs/SYNTHETIC.md)"
         )
 for _name in RUNS:
     if _name not in config["runs"]:
