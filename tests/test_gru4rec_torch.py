@@ -1,0 +1,375 @@
+"""GRU4Rec in PyTorch against SPEC.md section 4, on tiny hand-made data."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from gru4rec_repro.contract import RANK_COLUMNS, rank_counts
+from implementations.gru4rec_torch import losses
+from implementations.gru4rec_torch.data import item_index, session_data, session_parallel
+from implementations.gru4rec_torch.model import GRU4Rec
+from implementations.gru4rec_torch.optim import SparseAdagradMomentum
+from implementations.gru4rec_torch.sampling import SampleStore, invert_cdf, sampling_cdf
+from implementations.gru4rec_torch.train import train
+
+torch.set_num_threads(1)
+
+
+def sigmoid(x):
+    return 1.0 / (1.0 + np.exp(-x))
+
+
+# --------------------------------------------------------------------------- data
+def five_sessions() -> pd.DataFrame:
+    """Sessions whose ids are NOT in time order; event k of the whole split has item 100 + k.
+
+    In order of first event: session 50 (3 events), 40 (2), 30 (4), 20 (2), 10 (3),
+    so the item index is event-number order too: items 100..113 -> indices 0..13.
+    """
+    rows, k = [], 0
+    for t0, (sid, length) in enumerate([(50, 3), (40, 2), (30, 4), (20, 2), (10, 3)]):
+        for j in range(length):
+            rows.append((sid, 100 + k, 1000.0 * t0 + j))
+            k += 1
+    return pd.DataFrame(rows, columns=["SessionId", "ItemId", "Time"])
+
+
+def test_sessions_are_ordered_by_first_event_time():
+    df = five_sessions()
+    data = session_data(df, item_index(df))
+    assert list(data.session_ids[data.order]) == [50, 40, 30, 20, 10]
+
+
+def test_lanes_reset_exactly_where_a_new_session_starts_and_the_batch_shrinks_at_the_end():
+    df = five_sessions()
+    data = session_data(df, item_index(df))
+    steps = list(session_parallel(data, batch_size=2))
+    # Worked by hand: lane 0 holds sessions 50, 20, 10; lane 1 holds 40 then 30.
+    expected = [  # (in, out, reset, keep)
+        ([0, 3], [1, 4], None, None),
+        ([1, 5], [2, 6], [False, True], None),   # session 30 takes lane 1
+        ([9, 6], [10, 7], [True, False], None),  # session 20 takes lane 0
+        ([11, 7], [12, 8], [True, False], None), # session 10 takes lane 0
+        ([12], [13], None, [0]),                 # 30 is over, none left: lane 1 dropped
+    ]
+    assert len(steps) == len(expected)
+    for step, (i, o, reset, keep) in zip(steps, expected):
+        assert step.in_idx.tolist() == i and step.out_idx.tolist() == o
+        assert (step.reset is None) == (reset is None)
+        if reset is not None:
+            assert step.reset.tolist() == reset
+        assert (step.keep is None) == (keep is None)
+        if keep is not None:
+            assert step.keep.tolist() == keep
+    # no tail session is dropped: every event but a session's last is a prediction
+    assert sum(len(s.in_idx) for s in steps) == len(df) - 5
+
+
+def test_without_extra_samples_the_epoch_ends_when_one_lane_is_left():
+    df = five_sessions()
+    data = session_data(df, item_index(df))
+    steps = list(session_parallel(data, batch_size=2, min_lanes=2))
+    assert len(steps) == 4 and all(len(s.in_idx) == 2 for s in steps)
+
+
+def test_positions_and_sessions_of_each_lane():
+    df = five_sessions()
+    data = session_data(df, item_index(df))
+    steps = list(session_parallel(data, batch_size=2, with_positions=True))
+    assert data.session_ids[steps[2].session].tolist() == [20, 30]
+    assert steps[2].position.tolist() == [0, 1]
+    assert steps[4].position.tolist() == [1]
+
+
+def test_items_unseen_in_training_are_dropped_and_short_sessions_with_them():
+    df = pd.DataFrame({"SessionId": [1, 1, 2, 2, 2], "ItemId": [7, 99, 7, 8, 7], "Time": [0.0, 1, 2, 3, 4]})
+    data = session_data(df, np.array([7, 8]))
+    assert data.session_ids.tolist() == [2] and data.items.tolist() == [0, 1, 0]
+
+
+# ------------------------------------------------------------------------- losses
+R = np.array([[1.0, -0.5, 0.3, 2.0, -1.0],
+              [0.2, 0.7, -0.4, 0.0, 1.5],
+              [-1.2, 0.4, 0.9, 0.6, -0.3]])  # B = 3 lanes, 2 extra samples; targets on the diagonal
+
+
+def np_softmax_negatives(R):
+    e = np.exp(R)
+    np.fill_diagonal(e, 0.0)
+    return e / e.sum(1, keepdims=True)
+
+
+def np_loss(name, R, bpreg=0.5):
+    """The coded forms of SPEC.md section 4, row by row."""
+    B, M = R.shape
+    out = []
+    for i in range(B):
+        r_i, r = R[i, i], R[i]
+        if name == "cross-entropy":
+            out.append(-np.log(np.exp(r_i) / np.exp(r).sum() + 1e-24))
+        elif name == "top1":
+            out.append(np.mean(sigmoid(r - r_i) + sigmoid(r ** 2)) - sigmoid(r_i ** 2) / M)
+        elif name == "bpr":
+            out.append(np.sum(-np.log(sigmoid(r_i - r))))
+        else:
+            s = np_softmax_negatives(R)[i]
+            if name == "top1-max":
+                out.append(np.sum(s * (sigmoid(r - r_i) + sigmoid(r ** 2))))
+            else:
+                out.append(-np.log(np.sum(s * sigmoid(r_i - r)) + 1e-24) + bpreg * np.sum(s * r ** 2))
+    return np.array(out)
+
+
+@pytest.mark.parametrize("name", losses.LOSSES)
+def test_each_loss_equals_its_formula(name):
+    got = losses.row_losses(name, torch.tensor(R), bpreg=0.5).numpy()
+    np.testing.assert_allclose(got, np_loss(name, R), rtol=1e-10)
+
+
+def test_negative_softmax_gives_the_target_weight_zero():
+    s = losses.softmax_negatives(torch.tensor(R)).numpy()
+    assert np.all(np.diag(s) == 0.0)
+    np.testing.assert_allclose(s, np_softmax_negatives(R), rtol=1e-12)
+
+
+def test_logq_subtracts_the_log_sampling_probability_before_the_softmax():
+    shift = np.array([0.1, 0.4, 0.9, 1.3, 0.2])
+    got = losses.cross_entropy(torch.tensor(R), torch.tensor(shift)).numpy()
+    np.testing.assert_allclose(got, np_loss("cross-entropy", R - shift), rtol=1e-10)
+
+
+@pytest.mark.parametrize("name,fn", [("linear", lambda x: x), ("tanh", np.tanh),
+                                     ("relu", lambda x: np.maximum(x, 0)),
+                                     ("elu", lambda x: np.where(x > 0, x, 0.5 * (np.exp(x) - 1)))])
+def test_final_activations(name, fn):
+    got = losses.final_activation(torch.tensor(R), name, elu_param=0.5).numpy()
+    np.testing.assert_allclose(got, fn(R), rtol=1e-12)
+
+
+# ---------------------------------------------- one training step against numpy
+def np_hidden(w, meta, in_idx, h):
+    """The GRU of GRU4REC_API.md, in numpy, from the neutral weights (one layer)."""
+    H = meta["layers"][0]
+    if not meta["constrained_embedding"] and meta["embedding"] == 0:  # original form
+        v = w["gru0.Wx"][in_idx] + w["gru0.b"]
+        v_n, v_r, v_z = v[:, :H], v[:, H:2 * H], v[:, 2 * H:]
+        rz = sigmoid(np.hstack([v_r, v_z]) + h @ w["gru0.Wrz"])
+        r, z = rz[:, :H], rz[:, H:]
+        n = np.tanh((r * h) @ w["gru0.Wh"] + v_n)
+        return (1 - z) * h + z * n
+    x = w["Wy"][in_idx] if meta["constrained_embedding"] else w["E"][in_idx]
+    gi = x @ w["gru0.W_ih"].T + w["gru0.b_ih"]
+    gh = h @ w["gru0.W_hh"].T + w["gru0.b_hh"]
+    r = sigmoid(gi[:, :H] + gh[:, :H])
+    z = sigmoid(gi[:, H:2 * H] + gh[:, H:2 * H])
+    n = np.tanh(gi[:, 2 * H:] + r * gh[:, 2 * H:])
+    return (1 - z) * n + z * h
+
+
+SUPPORT = np.array([5.0, 1.0, 3.0, 8.0, 2.0, 4.0, 6.0])
+
+
+@pytest.mark.parametrize("params", [
+    dict(loss="cross-entropy", logq=1.0, sample_alpha=0.5),
+    dict(loss="bpr-max", final_act="elu", elu_param=0.5, constrained_embedding=False, embedding=0, bpreg=0.7),
+    dict(loss="top1", final_act="tanh", constrained_embedding=False, embedding=3),
+    dict(loss="bpr", final_act="tanh", constrained_embedding=False, embedding=0),
+    dict(loss="top1-max", final_act="relu"),
+])
+def test_train_step_loss_is_the_spec_loss_over_the_nominal_batch(params, tmp_path):
+    p = dict(layers=[4], batch_size=3, n_sample=2, momentum=0.3, **params)
+    model = GRU4Rec(7, p, seed=3, support=SUPPORT)
+    model.train_step([0, 1, 2], [3, 4, 5], [6, 1])
+    model.keep_lanes([0, 2])  # the batch shrinks to 2 lanes; the loss still divides by 3
+    model.reset_lanes([False, True])
+    model.save_weights(tmp_path / "w.npz")
+    with np.load(tmp_path / "w.npz") as z:
+        w = {k: z[k].astype(np.float64) for k in z.files if k != "meta"}
+        meta = json.loads(str(z["meta"]))
+    h0 = model.H[0].numpy().astype(np.float64)
+    assert np.all(h0[1] == 0)
+    in_idx, out_idx, neg = np.array([3, 5]), np.array([2, 0]), np.array([4, 4])
+    h = np_hidden(w, meta, in_idx, h0)
+    y = np.r_[out_idx, neg]
+    R = h @ w["Wy"][y].T + w["By"][y]
+    act = {"linear": lambda x: x, "tanh": np.tanh, "relu": lambda x: np.maximum(x, 0),
+           "elu": lambda x: np.where(x > 0, x, 0.5 * (np.exp(x) - 1))}[model.params["final_act"]]
+    R = act(R)
+    if model.params["logq"]:
+        R = R - np.r_[np.log(SUPPORT[out_idx]), 0.5 * np.log(SUPPORT[neg])]
+    expected = np_loss(model.params["loss"], R, bpreg=model.params["bpreg"]).sum() / 3
+    got = model.train_step(in_idx, out_idx, neg)
+    assert got == pytest.approx(expected, rel=1e-5)
+    np.testing.assert_allclose(model.H[0].numpy(), h, rtol=1e-5, atol=1e-6)  # no dropout: state = output
+
+
+def test_hidden_dropout_output_is_the_next_state():
+    model = GRU4Rec(7, dict(layers=[50], batch_size=4, n_sample=0, dropout_p_hidden=0.5), seed=1)
+    model.train_step([0, 1, 2, 3], [1, 2, 3, 4], None)
+    zeros = (model.H[0] == 0).float().mean().item()
+    assert 0.3 < zeros < 0.7
+
+
+# -------------------------------------------------------------------- optimizer
+def test_sparse_adagrad_momentum_matches_a_hand_computed_step():
+    W0 = np.arange(8, dtype=np.float64).reshape(4, 2) / 10
+    D0 = np.array([1.0, -1.0])
+    params = {"W": torch.tensor(W0), "D": torch.tensor(D0)}
+    opt = SparseAdagradMomentum(params, learning_rate=0.1, momentum=0.5, eps=1e-6)
+    g1 = np.array([[1.0, 2.0], [0.5, -1.0]])
+    opt.step_rows("W", torch.tensor([0, 2]), torch.tensor(g1))
+    opt.step_dense("D", torch.tensor([0.2, 0.4]))
+    # by hand: acc = g^2; v = -lr * g / sqrt(acc + eps); w += v
+    v0 = -0.1 * g1 / np.sqrt(g1 ** 2 + 1e-6)
+    W1 = W0.copy()
+    W1[[0, 2]] += v0
+    np.testing.assert_allclose(params["W"].numpy(), W1, rtol=1e-12)
+    # second step touches row 2 only: row 0 keeps weights AND momentum
+    g2 = np.array([[-1.0, 1.0]])
+    opt.step_rows("W", torch.tensor([2]), torch.tensor(g2))
+    acc = g1[1] ** 2 + g2[0] ** 2
+    v = 0.5 * v0[1] - 0.1 * g2[0] / np.sqrt(acc + 1e-6)
+    W2 = W1.copy()
+    W2[2] += v
+    np.testing.assert_allclose(params["W"].numpy(), W2, rtol=1e-12)
+    np.testing.assert_allclose(opt.velocity["W"].numpy()[0], v0[0], rtol=1e-12)
+    assert np.all(opt.acc["W"].numpy()[[1, 3]] == 0) and np.all(opt.velocity["W"].numpy()[[1, 3]] == 0)
+    np.testing.assert_array_equal(params["W"].numpy()[[1, 3]], W0[[1, 3]])
+    # the dense parameter took its step
+    np.testing.assert_allclose(params["D"].numpy(),
+                               D0 - 0.1 * np.array([0.2, 0.4]) / np.sqrt(np.array([0.04, 0.16]) + 1e-6))
+
+
+def test_a_training_step_leaves_item_rows_outside_the_mini_batch_untouched():
+    model = GRU4Rec(10, dict(layers=[4], batch_size=2, n_sample=2, momentum=0.5), seed=0, support=np.ones(10))
+    model.train_step([0, 1], [2, 3], [4, 5])
+    before = {k: v.clone() for k, v in model.item_params.items()}
+    v_before = model.optimizer.velocity["Wy"].clone()
+    model.train_step([2, 3], [6, 7], [6, 8])  # uses Wy rows 2, 3, 6, 7, 8 (By: 6, 7, 8)
+    for row in (0, 1, 4, 5, 9):
+        assert torch.equal(model.net.Wy[row], before["Wy"][row])
+        assert torch.equal(model.optimizer.velocity["Wy"][row], v_before[row])
+    for row in (0, 1, 2, 3, 4, 5, 9):  # input-only rows 2, 3 have no bias gradient
+        assert torch.equal(model.net.By[row], before["By"][row])
+    assert not torch.equal(model.net.Wy[2], before["Wy"][2])
+
+
+# ------------------------------------------------------------ seeds and weights
+def few_steps(seed, params=None):
+    p = {**dict(layers=[8], batch_size=3, n_sample=5, dropout_p_hidden=0.3, momentum=0.2,
+                sample_store_size=20), **(params or {})}
+    model = GRU4Rec(12, p, seed=seed, support=np.arange(1, 13))
+    for k in range(6):
+        model.train_step([k, k + 1, k + 2], [k + 3, k + 4, k + 5], model.next_negatives())
+    return model
+
+
+def test_same_seed_gives_identical_weights_and_another_seed_does_not():
+    a, b, c = few_steps(7), few_steps(7), few_steps(8)
+    for name, t in a.neutral_weights().items():
+        np.testing.assert_array_equal(t, b.neutral_weights()[name])
+    assert not np.array_equal(a.neutral_weights()["Wy"], c.neutral_weights()["Wy"])
+
+
+@pytest.mark.parametrize("params", [dict(), dict(constrained_embedding=False, embedding=0, layers=[8, 6]),
+                                    dict(constrained_embedding=False, embedding=5)])
+def test_save_and_load_weights_round_trip(params, tmp_path):
+    a = few_steps(1, params)
+    a.save_weights(tmp_path / "weights.npz")
+    b = GRU4Rec(12, a.params, seed=99)
+    b.load_weights(tmp_path / "weights.npz")
+    for name, t in a.neutral_weights().items():
+        np.testing.assert_array_equal(t, b.neutral_weights()[name])
+    a.H, b.H = a.zero_state(2), b.zero_state(2)
+    assert torch.equal(a.score([1, 2]), b.score([1, 2]))
+    with np.load(tmp_path / "weights.npz") as z:
+        names = set(z.files)
+    if params.get("embedding", 0) == 0 and params.get("constrained_embedding") is False:
+        assert {"gru0.Wx", "gru0.Wrz", "gru0.Wh", "gru0.b", "gru1.W_ih", "gru1.W_hh"} <= names
+    assert {"item_ids", "meta", "Wy", "By"} <= names
+
+
+# --------------------------------------------------------------------- sampling
+def test_extra_samples_follow_support_to_the_alpha():
+    support = np.array([1.0, 4.0, 9.0, 16.0])  # support^0.5 = 1, 2, 3, 4
+    store = SampleStore(support, 0.5, n_sample=1000, store_size=50_000, rng=np.random.default_rng(0))
+    draws = torch.cat([store.next() for _ in range(120)]).numpy()  # 120 rows: the store is redrawn
+    freq = np.bincount(draws, minlength=4) / len(draws)
+    np.testing.assert_allclose(freq, [0.1, 0.2, 0.3, 0.4], atol=0.01)
+
+
+def test_cdf_inversion_equals_binary_search():
+    rng = np.random.default_rng(1)
+    cdf = sampling_cdf(rng.integers(1, 1000, 300), 0.75)
+    u = np.r_[rng.random(100_000), 0.0, np.nextafter(1.0, 0.0)]
+    np.testing.assert_array_equal(invert_cdf(cdf, u), np.searchsorted(cdf, u, side="right"))
+
+
+# ------------------------------------------------------------------- evaluation
+def test_evaluate_counts_equal_the_reference_on_the_same_scores():
+    df = five_sessions()
+    item_ids = item_index(df)
+    model = GRU4Rec(len(item_ids), dict(layers=[8], eval_batch_size=2), seed=2)
+    model.net.By.data.uniform_(-1, 1, generator=torch.Generator().manual_seed(0))
+    model.net.By.data[5] = model.net.By.data[6]  # make a tie possible
+    model.item_ids = item_ids
+    ranks = model.evaluate(df)
+    assert list(ranks.columns) == list(RANK_COLUMNS) and len(ranks) == len(df) - 5
+    for sid, session in df.groupby("SessionId"):  # each session alone, from a zero state
+        model.H = model.zero_state(1)
+        idx = np.searchsorted(item_ids, session["ItemId"].to_numpy())
+        for pos in range(len(idx) - 1):
+            scores = model.score([idx[pos]]).numpy()
+            higher, ties = rank_counts(scores, np.array([idx[pos + 1]]))
+            row = ranks[(ranks.session_id == sid) & (ranks.position == pos)]
+            assert row.target.item() == item_ids[idx[pos + 1]]
+            assert (row.higher.item(), row.ties.item()) == (higher[0], ties[0])
+
+
+# --------------------------------------------------------------------- training
+def cyclic_sessions(n_sessions=300, n_items=20, seed=0) -> pd.DataFrame:
+    """Each session walks the cycle 0 -> 1 -> ... -> 19 -> 0 from a random item."""
+    rng = np.random.default_rng(seed)
+    rows = []
+    for s in range(n_sessions):
+        start, length = rng.integers(n_items), rng.integers(2, 7)
+        rows += [(s, (start + j) % n_items, float(s * 100 + j)) for j in range(length)]
+    return pd.DataFrame(rows, columns=["SessionId", "ItemId", "Time"])
+
+
+@pytest.mark.parametrize("params,factor", [
+    (dict(loss="cross-entropy", n_sample=8, logq=1.0, sample_alpha=0.5, learning_rate=0.2, momentum=0.2), 0.8),
+    (dict(loss="top1", final_act="tanh", n_sample=0, constrained_embedding=False, embedding=0,
+          learning_rate=0.1, batch_size=16), 0.98),  # TOP1 in [0, 2) with in-batch negatives moves little
+])
+def test_training_on_a_structured_toy_set_reduces_the_loss_and_resumes_exactly(params, factor, tmp_path):
+    df = cyclic_sessions()
+    item_ids = item_index(df)
+    data = session_data(df, item_ids)
+    support = np.bincount(data.items, minlength=len(item_ids))
+    p = dict(layers=[16], n_epochs=3, **params)
+    p.setdefault("batch_size", 8)
+    model = GRU4Rec(len(item_ids), p, seed=5, support=support)
+    history = train(model, data, tmp_path / "full", threads=1, device_label="cpu", progress=False)
+    assert history[-1]["loss"] < factor * history[0]["loss"]
+    assert [h["epoch"] for h in history] == [1, 2, 3]
+    assert (tmp_path / "full" / "checkpoint.pt").exists()
+    ranks = model.evaluate(df.head(60))
+    assert (ranks.higher == 0).mean() > 0.5  # the next item of the cycle comes first
+    # two epochs, then a restart asking for three: the same weights as three in a row
+    part = GRU4Rec(len(item_ids), {**p, "n_epochs": 2}, seed=5, support=support)
+    train(part, data, tmp_path / "part", threads=1, device_label="cpu", progress=False)
+    resumed = GRU4Rec(len(item_ids), p, seed=5, support=support)
+    again = train(resumed, data, tmp_path / "part", threads=1, device_label="cpu", progress=False)
+    assert [h["epoch"] for h in again] == [1, 2, 3]
+    for name, t in model.neutral_weights().items():
+        np.testing.assert_array_equal(t, resumed.neutral_weights()[name])
+
+
+def test_unknown_hyperparameters_are_an_error():
+    with pytest.raises(ValueError, match="unknown hyperparameter"):
+        GRU4Rec(5, {"learnin_rate": 0.1}, seed=0)
