@@ -67,6 +67,16 @@ def test_prediction_events_drop_unknown_items_and_short_sessions():
     assert events.history_counts(rows).toarray().tolist() == [[1, 0, 0], [1, 1, 0], [0, 0, 1]]
 
 
+def test_splits_in_any_row_order_give_the_same_record(tmp_path):
+    train = frame({1: [1, 2, 2], 2: [2, 3], 3: [1, 3, 2]})
+    test = frame({7: [1, 2, 3], 8: [3, 1]})
+    shuffle = np.random.default_rng(0).permutation
+    in_order = ranks_of(iknn, train, test, {}, tmp_path)
+    shuffled = ranks_of(iknn, train.iloc[shuffle(len(train))], test.iloc[shuffle(len(test))], {}, tmp_path)
+    pd.testing.assert_frame_equal(in_order, shuffled)
+    assert as_tuples(in_order)[0][:3] == (7, 0, 2)
+
+
 def test_unknown_parameters_are_refused(tmp_path):
     train = frame({1: [1, 2]})
     with pytest.raises(ValueError, match="unknown parameter"):

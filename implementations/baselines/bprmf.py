@@ -46,7 +46,7 @@ from gru4rec_repro import atomic
 from gru4rec_repro.contract import RunContext
 
 from .common import (
-    PredictionEvents, check_split, default_block, index_items, log, rank_events,
+    PredictionEvents, check_split, index_sessions, default_block, index_items, log, rank_events,
     resolve_params, write_npz,
 )
 
@@ -101,7 +101,7 @@ class BPRMF:
     def _fit(self, train: pd.DataFrame, on_epoch) -> "BPRMF":
         train = check_split(train, "train")
         self.item_ids, item_idx = index_items(train)
-        _, session_idx = np.unique(train["SessionId"].to_numpy(np.int64), return_inverse=True)
+        session_idx = index_sessions(train)
         n_items, n_sessions, n_events = len(self.item_ids), int(session_idx.max()) + 1, len(train)
         rng = np.random.default_rng(self.seed)
         s = self.init_scale

@@ -47,7 +47,25 @@ def check_split(df: pd.DataFrame, name: str) -> pd.DataFrame:
         raise ValueError(f"{name} split: missing column(s) {missing}; expected {list(SPLIT_COLUMNS)}")
     if name == "train" and df.empty:
         raise ValueError("train split: no events")
+    if is_sorted(df):  # as read_split returns it: skip a sort of 31.6M rows
+        return df
     return df.sort_values(["SessionId", "Time"], kind="stable").reset_index(drop=True)
+
+
+def is_sorted(df: pd.DataFrame) -> bool:
+    """Whether a split is sorted by (SessionId, Time)."""
+    sessions = df["SessionId"].to_numpy()
+    times = df["Time"].to_numpy()
+    same = sessions[1:] == sessions[:-1]
+    return bool((sessions[1:] >= sessions[:-1]).all() and (times[1:][same] >= times[:-1][same]).all())
+
+
+def index_sessions(train: pd.DataFrame) -> np.ndarray:
+    """Each training event's session index 0..n_sessions-1 (ascending SessionId; train sorted)."""
+    sessions = train["SessionId"].to_numpy()
+    new_session = np.ones(len(sessions), dtype=bool)
+    new_session[1:] = sessions[1:] != sessions[:-1]
+    return np.cumsum(new_session) - 1
 
 
 def resolve_params(params: dict | None, defaults: dict, model: str) -> dict:

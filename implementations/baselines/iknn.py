@@ -29,7 +29,7 @@ from tqdm.auto import tqdm
 from gru4rec_repro.contract import RunContext
 
 from .common import (
-    PredictionEvents, check_split, index_items, item_supports, log, rank_events,
+    PredictionEvents, check_split, index_sessions, index_items, item_supports, log, rank_events,
     resolve_params, write_fit_log, write_npz,
 )
 
@@ -113,7 +113,7 @@ class ItemKNN:
         train = check_split(train, "train")
         self.item_ids, item_idx = index_items(train)
         n_items = len(self.item_ids)
-        _, session_idx = np.unique(train["SessionId"].to_numpy(np.int64), return_inverse=True)
+        session_idx = index_sessions(train)
         self.supp = item_supports(item_idx, n_items)
         x = session_item_counts(session_idx, item_idx, int(session_idx.max()) + 1, n_items)
         self.sims = item_similarities(x, self.supp, self.lmbd, self.alpha, self.neighbors,

@@ -32,9 +32,10 @@ class SPop:
         return self
 
     def score_block(self, events: PredictionEvents, rows: np.ndarray) -> np.ndarray:
-        counts = events.history_counts(rows).toarray()
-        counts += self.pop.scores
-        return counts
+        counts = events.history_counts(rows).tocoo()  # no duplicate entries
+        scores = np.tile(self.pop.scores, (len(rows), 1))
+        scores[counts.row, counts.col] += counts.data
+        return scores
 
 
 def run(train: pd.DataFrame, test: pd.DataFrame, params: dict, seed: int, ctx: RunContext) -> pd.DataFrame:
