@@ -47,7 +47,8 @@ def synthetic_sessions(n_items: int, n_sessions: int, seed: int = 0) -> pd.DataF
     length = rng.choice(lengths, size=n_sessions, p=shares / shares.sum())
     popularity = 1.0 / np.arange(1, n_items + 1)
     items = rng.choice(n_items, size=int(length.sum()), p=popularity / popularity.sum())
-    items[:n_items] = rng.permutation(n_items)  # every item occurs at least once
+    k = min(n_items, len(items))
+    items[:k] = rng.permutation(n_items)[:k]  # every item occurs at least once when there is room
     session = np.repeat(np.arange(n_sessions), length)
     time_ = np.repeat(np.sort(rng.uniform(0, 86400 * 30, n_sessions)), length) + np.concatenate(
         [np.arange(k) * 60.0 for k in length])
