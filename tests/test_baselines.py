@@ -215,6 +215,13 @@ def test_bprmf_session_is_the_mean_of_its_item_factors():
     assert model.score_block(events, np.array([2]))[0] == pytest.approx([2 / 3, 1 / 3 + 0.5, (4 / 3 + 2 / 3) - 1])
 
 
+def test_bprmf_starts_uniform_within_init_scale_and_without_bias():
+    model = bprmf.BPRMF(factors=50, n_epochs=0, init_scale=0.05).fit(grouped_sessions(60, 0, seed=0))
+    assert model.item_factors.shape == (20, 50)
+    assert -0.05 <= model.item_factors.min() < -0.04 and 0.04 < model.item_factors.max() < 0.05
+    assert np.all(model.item_bias == 0)
+
+
 def test_bprmf_is_deterministic_by_seed():
     train = grouped_sessions(60, 0, seed=0)
     a = bprmf.BPRMF(factors=8, n_epochs=2, seed=5).fit(train)
