@@ -1,0 +1,126 @@
+"""Training speed of gru4rec_keras on synthetic RSC15-like sessions.
+
+Same settings, data and printout as ``bench_gru4rec_torch.py`` (events/s and
+mini-batches/s of the tuned RSC15 settings, fixed number of steps after a
+warm-up), so the two can be read side by side::
+
+    python benchmarks/bench_gru4rec_keras.py --threads 2 --items 3000 37000 --steps 2000
+
+``--jit`` compiles the forward/backward pass with XLA. Timings are wall-clock
+on whatever else the machine is doing: say so when you quote them.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import time
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+
+#: The tuned RSC15 settings of SPEC.md section 4 (one layer of 100, batch 32).
+SETTINGS = {
+    "xe": dict(loss="cross-entropy", final_act="linear", constrained_embedding=True,
+               dropout_p_hidden=0.4, learning_rate=0.2, momentum=0.2, n_sample=2048,
+               sample_alpha=0.5, logq=1.0),
+    "bprmax": dict(loss="bpr-max", final_act="linear", constrained_embedding=True,
+                   learning_rate=0.2, momentum=0.1, bpreg=0.5, n_sample=2048),
+    "bprmax-onehot": dict(loss="bpr-max", final_act="elu", elu_param=0.5, constrained_embedding=False,
+                          embedding=0, learning_rate=0.2, momentum=0.3, sample_alpha=0.0, bpreg=1.0,
+                          n_sample=2048),
+    "top1-2016": dict(loss="top1", final_act="tanh", constrained_embedding=False, embedding=0,
+                      batch_size=50, dropout_p_hidden=0.5, learning_rate=0.01, n_sample=0),
+}
+
+#: Share of sessions by length on RSC15 after the official preprocessing (SPEC.md section 1).
+LENGTH_SHARES = {2: 0.41, 3: 0.195, 4: 0.12, 5: 0.07, **{k: 0.14 / 5 for k in range(6, 11)},
+                 **{k: 0.065 / 20 for k in range(11, 31)}}
+
+
+def synthetic_sessions(n_items: int, n_sessions: int, seed: int = 0) -> pd.DataFrame:
+    """Sessions with RSC15-like lengths and Zipf(1.0) item popularity (same draws as the torch bench)."""
+    rng = np.random.default_rng(seed)
+    lengths = np.array(list(LENGTH_SHARES))
+    shares = np.array(list(LENGTH_SHARES.values()))
+    length = rng.choice(lengths, size=n_sessions, p=shares / shares.sum())
+    popularity = 1.0 / np.arange(1, n_items + 1)
+    items = rng.choice(n_items, size=int(length.sum()), p=popularity / popularity.sum())
+    items[:n_items] = rng.permutation(n_items)  # every item occurs at least once
+    session = np.repeat(np.arange(n_sessions), length)
+    time_ = np.repeat(np.sort(rng.uniform(0, 86400 * 30, n_sessions)), length) + np.concatenate(
+        [np.arange(k) * 60.0 for k in length])
+    return pd.DataFrame({"SessionId": session.astype(np.int64), "ItemId": items.astype(np.int64) + 1,
+                         "Time": time_})
+
+
+def bench(setting: str, train: pd.DataFrame, steps: int, warmup: int, jit: bool, device: str) -> dict:
+    import tensorflow as tf
+
+    from implementations.gru4rec_keras.data import SessionData, item_index, session_parallel
+    from implementations.gru4rec_keras.model import GRU4Rec
+    from implementations.gru4rec_keras.runner import item_support
+    from implementations.gru4rec_keras.sampling import SampleStore
+
+    params = {**SETTINGS[setting], "n_epochs": 1, "jit_compile": jit}
+    item_ids = item_index(train)
+    support = item_support(train, item_ids)
+    data = SessionData.from_frame(train, item_ids)
+    with tf.device(device):
+        model = GRU4Rec(len(item_ids), params, seed=1, support=support)
+        p = model.p
+        store = SampleStore(support, p["n_sample"], p["sample_alpha"], p["sample_store_size"], 1) \
+            if p["n_sample"] else None
+        no_neg = np.zeros(0, np.int32)
+        it = session_parallel(data, p["batch_size"], min_lanes=2 if p["n_sample"] == 0 else 1)
+        events = done = 0
+        t0 = None
+        loss_sum = tf.zeros(())
+        for i, step in enumerate(it):
+            if i == warmup:
+                float(loss_sum)
+                t0, events = time.perf_counter(), 0
+            if i == warmup + steps:
+                break
+            if step.keep is not None:
+                model.keep_lanes(step.keep)
+            if step.reset is not None:
+                model.reset_lanes(step.reset)
+            loss_sum += model.train_step_tensor(step.in_idx, step.out_idx, store.next() if store else no_neg)
+            events += len(step.in_idx)
+            done = i + 1 - warmup
+        float(loss_sum)
+        seconds = time.perf_counter() - t0
+    return {"setting": setting, "items": len(item_ids), "device": device,
+            "threads": tf.config.threading.get_intra_op_parallelism_threads(),
+            "steps": done, "events_per_s": events / seconds, "mbatches_per_s": done / seconds}
+
+
+def main(argv=None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--device", default="cpu")
+    ap.add_argument("--items", type=int, nargs="+", default=[3000, 37000])
+    ap.add_argument("--settings", nargs="+", default=["xe", "bprmax"], choices=sorted(SETTINGS))
+    ap.add_argument("--steps", type=int, default=2000)
+    ap.add_argument("--warmup", type=int, default=200)
+    ap.add_argument("--jit", action="store_true", help="XLA-compile the forward/backward pass")
+    args = ap.parse_args(argv)
+    import tensorflow as tf
+
+    tf.config.threading.set_intra_op_parallelism_threads(args.threads)
+    tf.config.threading.set_inter_op_parallelism_threads(args.threads)
+    device = "/GPU:0" if args.device in ("gpu", "cuda") else "/CPU:0"
+    for n_items in args.items:
+        n_sessions = max(20 * n_items, (args.steps + args.warmup) * 40)
+        train = synthetic_sessions(n_items, n_sessions)
+        for setting in args.settings:
+            r = bench(setting, train, args.steps, args.warmup, args.jit, device)
+            print(f"{r['setting']:>14} items={r['items']:>6} device={r['device']} threads={r['threads']} "
+                  f"steps={r['steps']}: {r['events_per_s']:,.0f} events/s, "
+                  f"{r['mbatches_per_s']:,.1f} mini-batches/s", flush=True)
+
+
+if __name__ == "__main__":
+    main()
