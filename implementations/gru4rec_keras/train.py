@@ -31,7 +31,8 @@ CHECKPOINT = "checkpoint.npz"
 
 def fingerprint(model: GRU4Rec, data: SessionData) -> str:
     """What a checkpoint must match to be resumed: settings, seed, data."""
-    h = hashlib.sha256(json.dumps({"params": model.p, "seed": model.seed}, sort_keys=True).encode())
+    params = {k: v for k, v in model.p.items() if k not in ("n_epochs", "eval_batch_size")}
+    h = hashlib.sha256(json.dumps({"params": params, "seed": model.seed}, sort_keys=True).encode())
     h.update(model.item_ids.tobytes())
     h.update(data.items.tobytes())
     h.update(data.offsets.tobytes())

@@ -1,0 +1,267 @@
+"""GRU4Rec in Keras: hand-checked pieces of SPEC.md section 4."""
+from __future__ import annotations
+
+import json
+import os
+
+import numpy as np
+import pandas as pd
+import pytest
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+tf = pytest.importorskip("tensorflow")
+
+from implementations.gru4rec_keras import losses  # noqa: E402
+from implementations.gru4rec_keras.data import SessionData, session_parallel  # noqa: E402
+from implementations.gru4rec_keras.model import GRU4Rec  # noqa: E402
+from implementations.gru4rec_keras.optim import AdagradMomentum  # noqa: E402
+from implementations.gru4rec_keras.sampling import SampleStore  # noqa: E402
+
+
+def frame(sessions: dict[int, list[int]], first_time: dict[int, float] | None = None) -> pd.DataFrame:
+    rows = []
+    for sid, items in sessions.items():
+        t0 = (first_time or {}).get(sid, float(sid) * 100)
+        rows += [(sid, item, t0 + k) for k, item in enumerate(items)]
+    return pd.DataFrame(rows, columns=["SessionId", "ItemId", "Time"])
+
+
+# ----- session-parallel iterator ---------------------------------------------------------------
+def test_sessions_served_by_first_event_time_and_lanes_reset_only_when_new():
+    # session 9 starts first, then 5, 7, 6 (ids out of time order on purpose)
+    df = frame({5: [1, 2, 3], 6: [4, 5], 7: [6, 7, 8, 9], 9: [10, 11]},
+               first_time={9: 0.0, 5: 10.0, 7: 20.0, 6: 30.0})
+    data = SessionData.from_frame(df, np.arange(1, 12))
+    assert list(data.session_ids) == [9, 5, 7, 6]
+    steps = list(session_parallel(data, batch_size=2))
+    # lane 0: session 9 (10->11) then 7 (6->7->8->9); lane 1: session 5 (1->2->3) then 6 (4->5)
+    ins = [list(s.in_idx + 1) for s in steps]
+    outs = [list(s.out_idx + 1) for s in steps]
+    assert ins[0] == [10, 1] and outs[0] == [11, 2]
+    assert ins[1] == [6, 2] and outs[1] == [7, 3]        # lane 0 took session 7
+    assert steps[1].reset.tolist() == [True, False]      # reset only lane 0, only at that step
+    assert ins[2] == [7, 4] and steps[2].reset.tolist() == [False, True]
+    assert steps[3].reset is None
+    # the end: session 6 is done after step 2, no session left -> lane 1 dropped, batch shrinks
+    assert steps[3].keep.tolist() == [0] and ins[3] == [8] and outs[3] == [9]
+    assert len(steps) == 4
+
+
+def test_n_sample_zero_rule_ends_epoch_below_two_lanes():
+    df = frame({1: [1, 2], 2: [3, 4, 5, 6]})
+    data = SessionData.from_frame(df, np.arange(1, 7))
+    assert len(list(session_parallel(data, 2, min_lanes=1))) == 3
+    assert len(list(session_parallel(data, 2, min_lanes=2))) == 1  # the lone lane is not trained
+
+
+# ----- losses vs their formulas in numpy -------------------------------------------------------
+R = np.array([[1.0, -0.5, 0.3, 2.0], [0.2, 0.4, -1.0, 0.1], [-0.3, 0.8, 0.5, -2.0]], np.float32)
+
+
+def sig(x):
+    return 1 / (1 + np.exp(-x))
+
+
+def neg_softmax(R):
+    out = np.zeros_like(R, dtype=np.float64)
+    for i in range(len(R)):
+        cols = [j for j in range(R.shape[1]) if j != i]
+        e = np.exp(R[i, cols] - R[i, cols].max())
+        out[i, cols] = e / e.sum()
+    return out
+
+
+def test_losses_match_formulas():
+    r = np.diag(R[:, :3])[:, None].astype(np.float64)
+    n = R.shape[1]
+    s = neg_softmax(R)
+    expect = {
+        "cross-entropy": -np.log(np.exp(r[:, 0]) / np.exp(R).sum(1) + 1e-24),
+        "bpr": -np.log(sig(r - R)).sum(1),
+        "top1": (sig(R - r) + sig(R ** 2)).mean(1) - sig(r[:, 0] ** 2) / n,
+        "top1-max": (s * (sig(R - r) + sig(R ** 2))).sum(1),
+        "bpr-max": -np.log((s * sig(r - R)).sum(1) + 1e-24) + 0.5 * (s * R ** 2).sum(1),
+    }
+    for name, value in expect.items():
+        got = losses.row_losses(name, tf.constant(R), None, 0.0, 0.5).numpy()
+        np.testing.assert_allclose(got, value, rtol=1e-5, err_msg=name)
+
+
+def test_logq_subtracts_log_probability_before_softmax():
+    log_q = np.log(np.array([2.0, 3.0, 5.0, 7.0], np.float32))
+    got = losses.cross_entropy(tf.constant(R), tf.constant(log_q), 1.0).numpy()
+    Rq = R - log_q
+    want = -np.log(np.exp(np.diag(Rq[:, :3])) / np.exp(Rq).sum(1))
+    np.testing.assert_allclose(got, want, rtol=1e-5)
+
+
+def test_elu_final_activation():
+    act = losses.final_activation("elu", 0.5)
+    x = np.array([-2.0, 0.0, 3.0], np.float32)
+    np.testing.assert_allclose(act(tf.constant(x)).numpy(), [0.5 * (np.exp(-2) - 1), 0, 3], rtol=1e-6)
+
+
+def test_model_loss_uses_nominal_batch_and_logq():
+    m = GRU4Rec(6, {"layers": [3], "batch_size": 4, "n_sample": 2, "logq": 1.0, "sample_alpha": 0.5,
+                    "learning_rate": 0.0}, seed=0, support=np.array([1, 2, 3, 4, 5, 6.0]))
+    m.keep_lanes([0, 1])  # a shrunk batch: 2 lanes, still divided by 4
+    in_idx, out_idx, neg = np.array([0, 1]), np.array([2, 3]), np.array([4, 5])
+    loss = m.train_step(in_idx, out_idx, neg)
+    w = m.get_weights()
+    x = w["Wy"][in_idx]
+    h = gru_library(x, np.zeros((2, 3)), w, 3)
+    Y = np.r_[out_idx, neg]
+    scores = h @ w["Wy"][Y].T + w["By"][Y] - np.r_[np.log([3, 4.0]), 0.5 * np.log([5, 6.0])]
+    p = np.exp(scores) / np.exp(scores).sum(1, keepdims=True)
+    assert loss == pytest.approx(-np.log(p[[0, 1], [0, 1]]).sum() / 4, rel=1e-5)
+
+
+def gru_library(x, h, w, H, layer=0):
+    """The library-form GRU cell in numpy from neutral weights (blocks reset, update, new)."""
+    gi = x @ w[f"gru{layer}.W_ih"].T + w[f"gru{layer}.b_ih"]
+    gh = h @ w[f"gru{layer}.W_hh"].T + w[f"gru{layer}.b_hh"]
+    r = sig(gi[:, :H] + gh[:, :H])
+    z = sig(gi[:, H:2 * H] + gh[:, H:2 * H])
+    n = np.tanh(gi[:, 2 * H:] + r * gh[:, 2 * H:])
+    return (1 - z) * n + z * h
+
+
+def test_onehot_layer_is_the_original_gru_form():
+    m = GRU4Rec(5, {"layers": [3], "constrained_embedding": False, "embedding": 0, "batch_size": 2}, seed=3)
+    w = m.get_weights()
+    w["gru0.b"] = np.arange(9, dtype=np.float32) / 10
+    m.set_weights(w)
+    m.reset_state(2)
+    m.score([1, 4])
+    h0 = m.H[0].numpy()
+    scores = m.score([2, 0]).astype(np.float64)
+    v = w["gru0.Wx"][[2, 0]] + w["gru0.b"]
+    r, z = np.split(sig(v[:, 3:] + h0 @ w["gru0.Wrz"]), 2, axis=1)
+    n = np.tanh((r * h0) @ w["gru0.Wh"] + v[:, :3])
+    h = (1 - z) * h0 + z * n
+    np.testing.assert_allclose(scores, h @ w["Wy"].T + w["By"], rtol=1e-5, atol=1e-6)
+
+
+def test_reset_lanes_zeroes_only_those_lanes():
+    m = GRU4Rec(5, {"layers": [3], "batch_size": 3, "n_sample": 0}, seed=0)
+    m.score([0, 1, 2])
+    before = m.H[0].numpy()
+    m.reset_lanes([False, True, False])
+    m.score([3, 3, 3])
+    w = m.get_weights()
+    expect = gru_library(w["Wy"][[3, 3, 3]], before * np.array([[1], [0], [1]]), w, 3)
+    np.testing.assert_allclose(m.H[0].numpy(), expect, rtol=1e-5, atol=1e-6)
+
+
+# ----- optimizer ------------------------------------------------------------------------------
+def test_sparse_adagrad_momentum_by_hand():
+    w = tf.Variable(np.ones((4, 2), np.float32))
+    opt = AdagradMomentum([w], learning_rate=0.1, momentum=0.5)
+    grads = []
+    for idx, val in (([1, 1], [[1.0, 2.0], [1.0, 0.0]]), ([2], [[3.0, -1.0]])):
+        g = tf.IndexedSlices(tf.constant(val), tf.constant(idx))
+        opt.apply([g])
+        grads.append((idx, val))
+    # step 1: row 1 gradient summed first: (2, 2); acc = 4; v = -0.1 * 2 / sqrt(4 + 1e-6)
+    v1 = -0.1 * 2 / np.sqrt(4 + 1e-6)
+    # step 2: row 2: acc = (9, 1); row 1 untouched: keeps its value, no momentum step
+    v2 = -0.1 * np.array([3.0, -1.0]) / np.sqrt(np.array([9.0, 1.0]) + 1e-6)
+    want = np.ones((4, 2))
+    want[1] += v1
+    want[2] += v2
+    np.testing.assert_allclose(w.numpy(), want, rtol=1e-6)
+    np.testing.assert_allclose(opt.vel[0].numpy()[[0, 3]], 0)  # rows never in a batch: no state
+    # a third step on row 1 uses its momentum: v = 0.5 * v1 - 0.1 * 1 / sqrt(4 + 1 + 1e-6)
+    opt.apply([tf.IndexedSlices(tf.constant([[1.0, 1.0]]), tf.constant([1]))])
+    np.testing.assert_allclose(w.numpy()[1], 1 + v1 + 0.5 * v1 - 0.1 / np.sqrt(5 + 1e-6), rtol=1e-6)
+
+
+def test_dense_update_every_step():
+    w = tf.Variable([1.0, 1.0])
+    opt = AdagradMomentum([w], learning_rate=0.1, momentum=0.0)
+    opt.apply([tf.constant([2.0, 0.0])])
+    np.testing.assert_allclose(w.numpy(), [1 - 0.1 * 2 / np.sqrt(4 + 1e-6), 1.0], rtol=1e-6)
+
+
+# ----- sampling, seeds, weights ---------------------------------------------------------------
+def test_sample_store_follows_support_power_alpha():
+    store = SampleStore(np.array([1.0, 4.0, 16.0]), n_sample=1000, alpha=0.5, store_size=100_000, seed=0)
+    draws = np.concatenate([store.next() for _ in range(100)])
+    np.testing.assert_allclose(np.bincount(draws, minlength=3) / len(draws), [1 / 7, 2 / 7, 4 / 7], atol=0.01)
+    state = store.get_state()
+    a = store.next()
+    store.set_state(state)
+    np.testing.assert_array_equal(store.next(), a)
+
+
+def _train_tiny(seed):
+    m = GRU4Rec(8, {"layers": [4], "batch_size": 2, "n_sample": 3, "dropout_p_hidden": 0.3,
+                    "dropout_p_embed": 0.2, "momentum": 0.1}, seed=seed, support=np.arange(1, 9.0))
+    rng = np.random.default_rng(0)
+    losses_ = [m.train_step(rng.integers(0, 8, 2), rng.integers(0, 8, 2), rng.integers(0, 8, 3)) for _ in range(5)]
+    return losses_, m
+
+
+def test_same_seed_same_result():
+    (l1, m1), (l2, m2), (l3, _) = _train_tiny(4), _train_tiny(4), _train_tiny(5)
+    assert l1 == l2 and l1 != l3
+    for k, v in m1.get_weights().items():
+        np.testing.assert_array_equal(v, m2.get_weights()[k])
+
+
+def test_weights_round_trip(tmp_path):
+    _, m = _train_tiny(1)
+    m.item_ids = np.arange(10, 18)
+    m.save_weights(tmp_path / "w.npz")
+    with np.load(tmp_path / "w.npz") as f:
+        assert json.loads(str(f["meta"]))["layers"] == [4]
+        assert f["gru0.W_ih"].shape == (12, 4) and f["Wy"].shape == (8, 4)
+    m2 = GRU4Rec(8, {"layers": [4], "batch_size": 2}, seed=9)
+    m2.load_weights(tmp_path / "w.npz")
+    assert list(m2.item_ids) == list(range(10, 18))
+    for k, v in m.get_weights().items():
+        np.testing.assert_array_equal(v, m2.get_weights()[k])
+    m3 = GRU4Rec(8, {"layers": [5], "batch_size": 2}, seed=9)
+    with pytest.raises(ValueError, match="layers"):
+        m3.load_weights(tmp_path / "w.npz")
+
+
+def test_evaluate_counts_higher_and_ties_against_numpy():
+    from gru4rec_repro.contract import rank_counts
+
+    m = GRU4Rec(6, {"layers": [3], "eval_batch_size": 2}, seed=2)
+    m.item_ids = np.arange(1, 7)
+    test = frame({1: [1, 2, 3], 2: [4, 5], 3: [6, 1, 2]})
+    ranks = m.evaluate(test)
+    assert list(zip(ranks.session_id, ranks.position, ranks.target)) == [(1, 0, 2), (1, 1, 3), (2, 0, 5),
+                                                                          (3, 0, 1), (3, 1, 2)]
+    m.reset_state(1)  # session 3 alone, from zero state
+    s1 = m.score([5])
+    s2 = m.score([0])
+    h, t = rank_counts(np.stack([s1[0], s2[0]]), np.array([0, 1]))
+    assert ranks.higher.tolist()[3:] == h.tolist() and ranks.ties.tolist()[3:] == t.tolist()
+
+
+def test_checkpoint_resume_gives_same_weights(tmp_path):
+    from implementations.gru4rec_keras.train import train
+
+    df = frame({s: list(np.random.default_rng(s).integers(1, 9, 3 + s % 3)) for s in range(12)})
+    data = SessionData.from_frame(df, np.arange(1, 9))
+    support = np.bincount(data.items, minlength=8) + 1.0
+    params = {"layers": [4], "batch_size": 3, "n_sample": 4, "sample_store_size": 10,
+              "n_epochs": 2, "dropout_p_hidden": 0.2, "momentum": 0.2}
+    full = GRU4Rec(8, params, seed=3, support=support)
+    recs = train(full, data, tmp_path / "a", support=support, progress=False)
+    assert [r["epoch"] for r in recs] == [1, 2]
+    # interrupted after epoch 1, then run again with 2 epochs in the same folder: resumes
+    train(GRU4Rec(8, {**params, "n_epochs": 1}, seed=3, support=support), data, tmp_path / "b",
+          support=support, progress=False)
+    epoch1 = (tmp_path / "b" / "train_log.jsonl").read_text()
+    resumed = GRU4Rec(8, params, seed=3, support=support)
+    recs = train(resumed, data, tmp_path / "b", support=support, progress=False)
+    assert [r["epoch"] for r in recs] == [1, 2]
+    lines = (tmp_path / "b" / "train_log.jsonl").read_text().splitlines()
+    assert [json.loads(x)["epoch"] for x in lines] == [1, 2]
+    assert lines[0] + "\n" == epoch1  # epoch 1 was not trained again (its timing is the old one)
+    for k, v in full.get_weights().items():
+        np.testing.assert_array_equal(v, resumed.get_weights()[k], err_msg=k)
