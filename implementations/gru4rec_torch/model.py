@@ -317,10 +317,14 @@ class GRU4Rec:
         return None if self.store is None else self.store.next()
 
     # ------------------------------------------------------------ evaluation
-    @torch.no_grad()
-    def score(self, in_idx) -> torch.Tensor:
+    def score(self, in_idx) -> np.ndarray:
         """Raw scores h . Wy^T + By of all items after feeding ``in_idx`` (no
-        dropout, no final activation), advancing the hidden state."""
+        dropout, no final activation), advancing the hidden state; numpy (B, n_items)."""
+        return self.score_tensor(in_idx).cpu().numpy()
+
+    @torch.no_grad()
+    def score_tensor(self, in_idx) -> torch.Tensor:
+        """:meth:`score`, left on the device."""
         in_idx = _as_index(in_idx, self.device)
         x = self.net.input_matrix().index_select(0, in_idx)
         h, self.H = self.net.hidden_step(x, self.H)
@@ -347,7 +351,7 @@ class GRU4Rec:
                 self.keep_lanes(step.keep)
             if step.reset is not None:
                 self.reset_lanes(step.reset)
-            scores = self.score(step.in_idx)
+            scores = self.score_tensor(step.in_idx)
             target = _as_index(step.out_idx, self.device)
             t = scores.gather(1, target.unsqueeze(1))
             higher = (scores > t).sum(1)
