@@ -9,7 +9,7 @@ import pytest
 from gru4rec_repro.contract import RANK_COLUMNS, RunContext, rank_counts, resolve
 from gru4rec_repro.evaluation import metrics_from_ranks
 from implementations.baselines import bprmf, iknn, pop, spop
-from implementations.baselines.common import PredictionEvents, count_higher_and_ties, rank_events
+from implementations.baselines.common import PredictionEvents, count_higher_and_ties, index_items, rank_events
 
 
 def frame(sessions: dict) -> pd.DataFrame:
@@ -51,6 +51,13 @@ def test_rank_events_gives_the_same_record_for_any_block_size():
     higher, ties = rank_counts(table, events.target_item(np.arange(len(events))))
     assert whole["higher"].tolist() == higher.tolist() and whole["ties"].tolist() == ties.tolist()
     assert dict(whole.dtypes.astype(str)) == RANK_COLUMNS
+
+
+def test_item_index_is_ascending_item_id():
+    train = frame({1: [30, 10, 30], 2: [20, 10]})
+    item_ids, item_idx = index_items(train)
+    assert item_ids.tolist() == [10, 20, 30]
+    assert item_idx.tolist() == [2, 0, 2, 1, 0]
 
 
 def test_prediction_events_drop_unknown_items_and_short_sessions():
