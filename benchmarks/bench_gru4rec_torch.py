@@ -6,7 +6,10 @@ section 4) for a fixed number of steps after a warm-up::
     python benchmarks/bench_gru4rec_torch.py --threads 2 --items 3000 37000 --steps 2000
 
 Timings are wall-clock on whatever else the machine is doing: say so when
-you quote them.
+you quote them. Events per CPU-second of this process (printed too) depend
+less on other load. On a shared machine, more than one torch thread can be
+far slower than one (OpenMP threads spin at every barrier while another
+process holds the core); ``OMP_WAIT_POLICY=PASSIVE`` softens that.
 """
 from __future__ import annotations
 
@@ -72,7 +75,7 @@ def bench(setting: str, train: pd.DataFrame, steps: int, warmup: int, device: st
         if i == warmup:
             if dev.type == "cuda":
                 torch.cuda.synchronize()
-            t0, events = time.perf_counter(), 0
+            t0, c0, events = time.perf_counter(), time.process_time(), 0
         if i == warmup + steps:
             break
         if step.keep is not None:
@@ -85,8 +88,10 @@ def bench(setting: str, train: pd.DataFrame, steps: int, warmup: int, device: st
         done = i + 1 - warmup
     float(loss_sum)
     seconds = time.perf_counter() - t0
+    cpu_seconds = time.process_time() - c0
     return {"setting": setting, "items": len(item_ids), "device": str(dev), "threads": torch.get_num_threads(),
-            "steps": done, "events_per_s": events / seconds, "mbatches_per_s": done / seconds}
+            "steps": done, "events_per_s": events / seconds, "mbatches_per_s": done / seconds,
+            "events_per_cpu_s": events / cpu_seconds}
 
 
 def main(argv=None) -> None:
@@ -106,7 +111,8 @@ def main(argv=None) -> None:
             r = bench(setting, train, args.steps, args.warmup, args.device)
             print(f"{r['setting']:>14} items={r['items']:>6} device={r['device']} threads={r['threads']} "
                   f"steps={r['steps']}: {r['events_per_s']:,.0f} events/s, "
-                  f"{r['mbatches_per_s']:,.1f} mini-batches/s", flush=True)
+                  f"{r['mbatches_per_s']:,.1f} mini-batches/s ({r['events_per_cpu_s']:,.0f} events per "
+                  f"CPU-second of this process)", flush=True)
 
 
 if __name__ == "__main__":

@@ -9,7 +9,6 @@ the rank record of the test split. From the command line::
 """
 from __future__ import annotations
 
-import numpy as np
 import pandas as pd
 import torch
 
