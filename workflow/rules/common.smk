@@ -85,9 +85,10 @@ def is_neural(run):
 
 
 def hyperparameters(run):
-    """A run's params as its implementation gets them (study.epochs applied to neural runs)."""
+    """A run's params as its implementation gets them (study.epochs applied to GRU4Rec runs;
+    the tutorial's Keras port keeps its own n_epochs)."""
     params = dict(config["runs"][run]["params"])
-    if is_neural(run) and STUDY["epochs"]:
+    if is_neural(run) and params.get("variant", "gru4rec") == "gru4rec" and STUDY["epochs"]:
         params["n_epochs"] = STUDY["epochs"]
     return params
 
