@@ -56,7 +56,7 @@ def test_tiny_study_end_to_end(tmp_path):
     snakemake(tmp_path, "--cores", "2", "--configfile", "config/test.yaml")
     res = tmp_path / "results" / "tiny"
     manifest = json.loads((res / "data" / "manifest.json").read_text())
-    assert manifest["test"]["events"] > 0
+    assert manifest["splits"]["test"]["events"] > 0
     for table in ("baselines", "losses", "dwell", "frameworks", "keras_port"):
         for ext in ("md", "csv", "tex"):
             assert (res / "tables" / f"{table}.{ext}").stat().st_size > 0
