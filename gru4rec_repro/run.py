@@ -94,10 +94,16 @@ def run_implementation(
     return ranks
 
 
-def write_metrics(ranks_path: str | os.PathLike, metrics_path: str | os.PathLike) -> dict:
-    """The shared rank record -> ``metrics.json`` step (the workflow's ``metrics`` rule)."""
+def write_metrics(ranks_path: str | os.PathLike, metrics_path: str | os.PathLike,
+                  log_path: str | os.PathLike | None = None) -> dict:
+    """The shared rank record -> ``metrics.json`` step (the workflow's ``metrics`` rule).
+
+    ``log_path``: a file that gets the metrics as one JSON line (the rule's log).
+    """
     metrics = metrics_from_ranks(pd.read_parquet(ranks_path))
     atomic.write_json(metrics, metrics_path)
+    if log_path is not None:
+        Path(log_path).write_text(json.dumps(metrics) + "\n")
     c = metrics["conservative"]
     log.info(
         "%s: %d events, Recall@20 %.4f, MRR@20 %.4f (conservative ties)",

@@ -7,6 +7,7 @@ from snakemake.utils import validate
 
 from gru4rec_repro.contract import DETERMINISTIC
 from gru4rec_repro.data.synthetic import SyntheticConfig
+from gru4rec_repro.run import write_metrics
 
 
 validate(config, schema="../schemas/config.schema.yaml")
@@ -64,15 +65,14 @@ def variant_of(run):
 
 
 def data_dir(dataset, run):
-    variant = variant_of(run)
-    return f"results/{dataset}/data" + (f"/{variant}" if variant else "")
+    return os.path.join("results", dataset, "data", variant_of(run))
 
 
 def run_splits(wildcards):
     """The train and test files of a run (train_full/test, or train_tr/train_valid when tuning)."""
     train, test = ("train_full", "test") if STUDY["eval_split"] == "test" else ("train_tr", "train_valid")
     d = data_dir(wildcards.dataset, wildcards.run)
-    return {"train": f"{d}/{train}.parquet", "test": f"{d}/{test}.parquet"}
+    return {"train": os.path.join(d, f"{train}.parquet"), "test": os.path.join(d, f"{test}.parquet")}
 
 
 def seeds_of(run):

@@ -41,7 +41,4 @@ rule metrics:
     log:
         "results/logs/{dataset}/runs/{run}/seed{seed}.metrics.log",
     run:
-        from gru4rec_repro.run import write_metrics
-
-        with open(log[0], "w") as f:
-            f.write(json.dumps(write_metrics(input[0], output[0])) + "\n")
+        write_metrics(input[0], output[0], log_path=log[0])
