@@ -11,7 +11,6 @@ on whatever else the machine is doing: say so when you quote them.
 """
 from __future__ import annotations
 
-import argparse
 import os
 import time
 
@@ -20,7 +19,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
-from rsc15_like import SETTINGS, synthetic_sessions  # noqa: E402  (benchmarks/ is on sys.path)
+from rsc15_like import SETTINGS, bench_parser, synthetic_sessions  # noqa: E402  (benchmarks/ is on sys.path)
 
 
 def bench(setting: str, train: pd.DataFrame, steps: int, warmup: int, jit: bool, device: str) -> dict:
@@ -66,13 +65,7 @@ def bench(setting: str, train: pd.DataFrame, steps: int, warmup: int, jit: bool,
 
 
 def main(argv=None) -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--device", default="cpu")
-    ap.add_argument("--items", type=int, nargs="+", default=[3000, 37000])
-    ap.add_argument("--settings", nargs="+", default=["xe", "bprmax"], choices=sorted(SETTINGS))
-    ap.add_argument("--steps", type=int, default=2000)
-    ap.add_argument("--warmup", type=int, default=200)
+    ap = bench_parser(__doc__.splitlines()[0])
     ap.add_argument("--jit", action="store_true", help="XLA-compile the forward/backward pass")
     args = ap.parse_args(argv)
     import tensorflow as tf

@@ -13,7 +13,6 @@ process holds the core); ``OMP_WAIT_POLICY=PASSIVE`` softens that.
 """
 from __future__ import annotations
 
-import argparse
 import time
 
 import numpy as np
@@ -23,7 +22,7 @@ import torch
 from implementations.gru4rec_torch.data import item_index, session_data, session_parallel
 from implementations.gru4rec_torch.model import GRU4Rec
 
-from rsc15_like import SETTINGS, synthetic_sessions  # noqa: E402  (benchmarks/ is on sys.path)
+from rsc15_like import SETTINGS, bench_parser, synthetic_sessions  # noqa: E402  (benchmarks/ is on sys.path)
 
 
 def bench(setting: str, train: pd.DataFrame, steps: int, warmup: int, device: str) -> dict:
@@ -62,13 +61,7 @@ def bench(setting: str, train: pd.DataFrame, steps: int, warmup: int, device: st
 
 
 def main(argv=None) -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--device", default="cpu")
-    ap.add_argument("--items", type=int, nargs="+", default=[3000, 37000])
-    ap.add_argument("--settings", nargs="+", default=["xe", "bprmax"], choices=sorted(SETTINGS))
-    ap.add_argument("--steps", type=int, default=2000)
-    ap.add_argument("--warmup", type=int, default=200)
+    ap = bench_parser(__doc__.splitlines()[0])
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
     for n_items in args.items:

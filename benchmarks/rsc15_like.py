@@ -5,6 +5,8 @@ their numbers are for the same data and the same hyperparameters.
 """
 from __future__ import annotations
 
+import argparse
+
 import numpy as np
 import pandas as pd
 
@@ -42,3 +44,15 @@ def synthetic_sessions(n_items: int, n_sessions: int, seed: int = 0) -> pd.DataF
         [np.arange(k) * 60.0 for k in length])
     return pd.DataFrame({"SessionId": session.astype(np.int64), "ItemId": items.astype(np.int64) + 1,
                          "Time": time_})
+
+
+def bench_parser(description: str) -> argparse.ArgumentParser:
+    """The options both benchmarks take (same defaults, so their numbers line up)."""
+    ap = argparse.ArgumentParser(description=description)
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--device", default="cpu")
+    ap.add_argument("--items", type=int, nargs="+", default=[3000, 37000])
+    ap.add_argument("--settings", nargs="+", default=["xe", "bprmax"], choices=sorted(SETTINGS))
+    ap.add_argument("--steps", type=int, default=2000)
+    ap.add_argument("--warmup", type=int, default=200)
+    return ap

@@ -105,6 +105,6 @@ def rank_counts(scores: np.ndarray, target_idx: np.ndarray) -> tuple[np.ndarray,
     GPU when there is one); this is the reference they are tested against.
     """
     t = scores[np.arange(len(target_idx)), target_idx][:, None]
-    higher = (scores > t).sum(axis=1)
-    ties = (scores == t).sum(axis=1) - 1
+    higher = np.count_nonzero(scores > t, axis=1)
+    ties = np.count_nonzero(scores == t, axis=1) - 1
     return higher.astype(np.int64), ties.astype(np.int64)

@@ -19,29 +19,25 @@ import pandas as pd
 
 from . import atomic
 from .contract import DETERMINISTIC, RunContext, resolve, validate_ranks
+from .data.errors import DataError
+from .data.prepared import read_tsv
 from .evaluation import metrics_from_ranks
+from .split import COLUMNS, DTYPES, sort_sessions
 
 log = logging.getLogger("gru4rec_repro.run")
 
-SPLIT_COLUMNS = {"SessionId": "int64", "ItemId": "int64", "Time": "float64"}
-
-
 def read_split_file(path: str | os.PathLike) -> pd.DataFrame:
-    """Read a split from parquet or from the official tab-separated format."""
+    """Read a split from our parquet or from the official tab-separated format (validated)."""
     path = Path(path)
-    if not path.exists():
-        raise FileNotFoundError(f"{path}: no such split file")
-    if path.suffix == ".parquet":
-        df = pd.read_parquet(path)
+    if path.suffix != ".parquet":
+        df = read_tsv(path)
+    elif path.is_file():
+        df = pd.read_parquet(path, columns=list(COLUMNS)).astype(DTYPES)
     else:
-        df = pd.read_csv(path, sep="\t")
-    missing = [c for c in SPLIT_COLUMNS if c not in df.columns]
-    if missing:
-        raise ValueError(f"{path}: missing column(s) {missing}; expected SessionId, ItemId, Time")
+        raise DataError(path, "no such split file")
     if df.empty:
-        raise ValueError(f"{path}: the split is empty")
-    df = df[list(SPLIT_COLUMNS)].astype(SPLIT_COLUMNS)
-    return df.sort_values(["SessionId", "Time"], kind="stable").reset_index(drop=True)
+        raise DataError(path, "the split is empty")
+    return sort_sessions(df)
 
 
 def run_implementation(

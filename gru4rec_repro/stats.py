@@ -366,18 +366,20 @@ def seed_gap_test(
 
 # ------------------------------------------------------------ multiple comparisons
 
+def _ascending(pvalues: Sequence[float]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(p, an all-NaN output of its shape, indices of the non-NaN p in ascending order, stable)."""
+    p = np.asarray(pvalues, dtype=np.float64)
+    ok = ~np.isnan(p)
+    return p, np.full_like(p, np.nan), np.flatnonzero(ok)[np.argsort(p[ok], kind="stable")]
+
+
 def holm(pvalues: Sequence[float]) -> np.ndarray:
     """Holm step-down adjusted p-values (same order as given; NaN stays NaN).
 
     Sorted ascending p_(1) <= ... <= p_(m): adj_(i) = max_{j<=i} min(1, (m-j+1) p_(j)).
     """
-    p = np.asarray(pvalues, dtype=np.float64)
-    out = np.full_like(p, np.nan)
-    ok = ~np.isnan(p)
-    m = int(ok.sum())
-    if m == 0:
-        return out
-    idx = np.flatnonzero(ok)[np.argsort(p[ok], kind="stable")]
+    p, out, idx = _ascending(pvalues)
+    m = len(idx)
     scaled = (m - np.arange(m)) * p[idx]
     out[idx] = np.minimum(1.0, np.maximum.accumulate(scaled))
     return out
@@ -388,13 +390,8 @@ def benjamini_hochberg(pvalues: Sequence[float]) -> np.ndarray:
 
     Sorted ascending: adj_(i) = min_{j>=i} min(1, m p_(j) / j).
     """
-    p = np.asarray(pvalues, dtype=np.float64)
-    out = np.full_like(p, np.nan)
-    ok = ~np.isnan(p)
-    m = int(ok.sum())
-    if m == 0:
-        return out
-    idx = np.flatnonzero(ok)[np.argsort(p[ok], kind="stable")]
+    p, out, idx = _ascending(pvalues)
+    m = len(idx)
     scaled = m * p[idx] / np.arange(1, m + 1)
     out[idx] = np.minimum(1.0, np.minimum.accumulate(scaled[::-1])[::-1])
     return out

@@ -29,7 +29,7 @@ import scipy.sparse as sp
 from tqdm.auto import tqdm
 
 from gru4rec_repro import atomic
-from gru4rec_repro.contract import RANK_COLUMNS, RunContext
+from gru4rec_repro.contract import RANK_COLUMNS, RunContext, rank_counts
 
 log = logging.getLogger("gru4rec_repro.baselines")
 
@@ -167,17 +167,6 @@ class PredictionEvents:
         return counts
 
 
-def count_higher_and_ties(scores: np.ndarray, target_idx: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Per row: items scoring strictly above the target, and other items tied with it.
-
-    Same answer as :func:`gru4rec_repro.contract.rank_counts`, a little faster.
-    """
-    t = scores[np.arange(len(target_idx)), target_idx][:, None]
-    higher = np.count_nonzero(scores > t, axis=1)
-    ties = np.count_nonzero(scores == t, axis=1) - 1
-    return higher.astype(np.int64), ties.astype(np.int64)
-
-
 def default_block(n_items: int, itemsize: int = 8) -> int:
     return max(1, SCORE_BLOCK_BYTES // (max(n_items, 1) * itemsize))
 
@@ -205,7 +194,7 @@ def rank_events(
         scores = score_block(rows)
         if scores.shape != (len(rows), events.n_items):
             raise RuntimeError(f"score_block returned shape {scores.shape}, expected {(len(rows), events.n_items)}")
-        higher[rows], ties[rows] = count_higher_and_ties(scores, events.target_item(rows))
+        higher[rows], ties[rows] = rank_counts(scores, events.target_item(rows))
     log.info("%s: %d events against %d items in %.1f s", desc, n, events.n_items, time.perf_counter() - t0)
     all_rows = np.arange(n)
     record = pd.DataFrame(

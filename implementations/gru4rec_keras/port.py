@@ -33,7 +33,6 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import math
 import time
 from pathlib import Path
 
@@ -48,6 +47,7 @@ from gru4rec_repro.atomic import atomic_path
 from .data import SessionData, session_parallel
 from .layers import Dropout, OneHotLibraryGRU
 from .model import evaluate_sessions
+from .train import log_epoch, read_log
 
 log = logging.getLogger(__name__)
 
@@ -178,24 +178,15 @@ class KerasPort:
         key = self._fingerprint(data)
         done = self._load_checkpoint(outdir / CHECKPOINT, key)
         log_path = outdir / "train_log.jsonl"
-        records = []
-        if done and log_path.exists():
-            records = [json.loads(line) for line in log_path.read_text().splitlines() if line.strip()][:done]
+        records = read_log(log_path, done)
         for epoch in self.epochs():
             if epoch <= done:
                 continue
             t0 = time.perf_counter()
             loss, events, steps = self.run_epoch(data, epoch, progress)
-            if not math.isfinite(loss):
-                raise FloatingPointError(f"Keras port: loss is {loss} in epoch {epoch}")
-            seconds = time.perf_counter() - t0
-            rec = {"epoch": epoch, "loss": loss, "seconds": seconds, "events_per_s": events / seconds,
-                   "mbatches_per_s": steps / seconds, "threads": threads, "device": device}
-            records.append(rec)
+            log_epoch(records, log_path, epoch, loss, time.perf_counter() - t0, events, steps, threads, device,
+                      what="Keras port")
             self.epochs_trained += 1
-            log.info("port epoch %d: loss %.5f, %.1f s, %.0f events/s", epoch, loss, seconds, rec["events_per_s"])
-            with atomic_path(log_path) as tmp:
-                tmp.write_text("".join(json.dumps(r) + "\n" for r in records))
             self._save_checkpoint(outdir / CHECKPOINT, epoch, key)
         return records
 

@@ -72,6 +72,27 @@ def load_checkpoint(path: Path, model: GRU4Rec, store: SampleStore | None, key: 
     return int(info["epoch"])
 
 
+def read_log(log_path: Path, done: int) -> list[dict]:
+    """The records of the ``done`` epochs already in ``train_log.jsonl`` (when resuming)."""
+    if not done or not log_path.exists():
+        return []
+    return [json.loads(line) for line in log_path.read_text().splitlines() if line.strip()][:done]
+
+
+def log_epoch(records: list[dict], log_path: Path, epoch: int, loss: float, seconds: float, events: int,
+              steps: int, threads: int, device: str, what: str = "GRU4Rec (Keras)") -> dict:
+    """Check the epoch's loss, add its record and rewrite ``train_log.jsonl`` atomically."""
+    if not math.isfinite(loss):
+        raise FloatingPointError(f"{what}: loss is {loss} in epoch {epoch}")
+    rec = {"epoch": epoch, "loss": loss, "seconds": seconds, "events_per_s": events / seconds,
+           "mbatches_per_s": steps / seconds, "threads": threads, "device": device}
+    records.append(rec)
+    log.info("%s epoch %d: loss %.5f, %.1f s, %.0f events/s", what, epoch, loss, seconds, rec["events_per_s"])
+    with atomic_path(log_path) as tmp:
+        tmp.write_text("".join(json.dumps(r) + "\n" for r in records))
+    return rec
+
+
 def train(model: GRU4Rec, data: SessionData, outdir: Path, support: np.ndarray | None = None,
           threads: int = 1, device: str = "cpu", progress: bool = True) -> list[dict]:
     """Train ``model`` for ``n_epochs`` on ``data``; return the per-epoch log records."""
@@ -88,9 +109,7 @@ def train(model: GRU4Rec, data: SessionData, outdir: Path, support: np.ndarray |
     if done:
         log.info("resuming after epoch %d from %s", done, ckpt)
     log_path = outdir / "train_log.jsonl"
-    records = []
-    if done and log_path.exists():
-        records = [json.loads(line) for line in log_path.read_text().splitlines() if line.strip()][:done]
+    records = read_log(log_path, done)
     min_lanes = 2 if p["n_sample"] == 0 else 1
     no_negatives = np.zeros(0, np.int32)
     for epoch in range(done + 1, p["n_epochs"] + 1):
@@ -113,16 +132,8 @@ def train(model: GRU4Rec, data: SessionData, outdir: Path, support: np.ndarray |
                 bar.update(events - bar.n)
         bar.update(events - bar.n)
         bar.close()
-        loss = float(loss_sum) / max(steps, 1)
-        if not math.isfinite(loss):
-            raise FloatingPointError(f"GRU4Rec (Keras): loss is {loss} in epoch {epoch}")
-        seconds = time.perf_counter() - t0
-        rec = {"epoch": epoch, "loss": loss, "seconds": seconds, "events_per_s": events / seconds,
-               "mbatches_per_s": steps / seconds, "threads": threads, "device": device}
-        records.append(rec)
-        log.info("epoch %d: loss %.5f, %.1f s, %.0f events/s", epoch, loss, seconds, rec["events_per_s"])
-        with atomic_path(log_path) as tmp:
-            tmp.write_text("".join(json.dumps(r) + "\n" for r in records))
+        log_epoch(records, log_path, epoch, float(loss_sum) / max(steps, 1), time.perf_counter() - t0,
+                  events, steps, threads, device)
         save_checkpoint(ckpt, model, store, epoch, key)
     model.reset_state()
     return records
