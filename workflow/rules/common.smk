@@ -17,7 +17,7 @@ DATASETS = STUDY["datasets"] or list(config["datasets"])
 RUNS = STUDY["runs"] or list(config["runs"])
 SEEDS = STUDY["seeds"]
 SPLITS = ["train_full", "test", "train_tr", "train_valid"]
-TABLES = ["baselines", "losses", "dwell", "frameworks", "keras_port"]
+TABLES = list(__import__("gru4rec_repro.tables", fromlist=["TABLES"]).TABLES)  # every module of gru4rec_repro/tables/
 FIGURES = ["training_loss", "metric_bars", "epoch_seconds"]
 NEURAL = {"gru4rec_torch", "gru4rec_keras"}
 
