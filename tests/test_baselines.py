@@ -156,7 +156,10 @@ def test_spop_scores_by_hand():
 
 # sessions of items A=1, B=2, C=3, D=4, E=5, F=6, G=7
 # supports: A 3, B 3, C 2, D 1, E 2, F 1, G 1
-# cooc_AB = 1*1 (s1) + 1*2 (s2) = 3; cooc_AC = 1; cooc_CD = 1; cooc_EF = cooc_EG = 1
+# authors' cooc (events of the row item x presence of the column item):
+#   cooc_AB = 1 (s1) + 1 (s2: one A, B present) = 2;  cooc_BA = 1 (s1) + 2 (s2: two B events) = 3
+# symmetric cooc (product of counts): cooc_AB = cooc_BA = 1*1 + 1*2 = 3
+# cooc_AC = cooc_CA = 1; cooc_CD = 1; cooc_EF = cooc_EG = 1 under both; BB is the diagonal (0)
 KNN_TRAIN = frame({1: [1, 2], 2: [1, 2, 2], 3: [1, 3], 4: [3, 4], 5: [5, 6], 6: [5, 7]})
 
 
@@ -166,7 +169,8 @@ def sim(model, i, j):
 
 def test_iknn_similarity_formula_with_lambda():
     model = iknn.ItemKNN(lmbd=20, alpha=0.5, neighbors=100).fit(KNN_TRAIN)
-    assert sim(model, 1, 2) == pytest.approx(3 / math.sqrt(23 * 23))
+    assert model.cooc == "authors"
+    assert sim(model, 1, 2) == pytest.approx(2 / math.sqrt(23 * 23))
     assert sim(model, 2, 1) == pytest.approx(3 / 23)
     assert sim(model, 1, 3) == pytest.approx(1 / math.sqrt(23 * 22))
     assert sim(model, 3, 4) == pytest.approx(1 / math.sqrt(22 * 21))
@@ -175,18 +179,31 @@ def test_iknn_similarity_formula_with_lambda():
     assert all(sim(model, i, i) == 0 for i in range(1, 8))
 
 
+def test_iknn_symmetric_cooc_is_the_product_of_counts():
+    model = iknn.ItemKNN(lmbd=20, alpha=0.5, cooc="symmetric").fit(KNN_TRAIN)
+    assert sim(model, 1, 2) == pytest.approx(3 / 23) and sim(model, 2, 1) == pytest.approx(3 / 23)
+    assert sim(model, 1, 3) == pytest.approx(1 / math.sqrt(23 * 22))
+    with pytest.raises(ValueError, match="iknn: cooc must be one of"):
+        iknn.ItemKNN(cooc="product")
+
+
 def test_iknn_similarity_without_lambda_and_asymmetric_alpha():
     model = iknn.ItemKNN(lmbd=0, alpha=0.5).fit(KNN_TRAIN)
-    assert sim(model, 1, 2) == pytest.approx(3 / 3)
+    assert sim(model, 1, 2) == pytest.approx(2 / 3)
     assert sim(model, 1, 3) == pytest.approx(1 / math.sqrt(3 * 2))
     model = iknn.ItemKNN(lmbd=20, alpha=0.25).fit(KNN_TRAIN)
     assert sim(model, 1, 3) == pytest.approx(1 / (23 ** 0.25 * 22 ** 0.75))
     assert sim(model, 3, 1) == pytest.approx(1 / (22 ** 0.25 * 23 ** 0.75))
+    # the row item's support takes alpha: s_BA = 3 / (23^0.25 * 23^0.75) whatever alpha
+    model = iknn.ItemKNN(lmbd=0, alpha=0.25).fit(frame({1: [1, 1, 1, 2], 2: [2]}))
+    # supp 1: 3, supp 2: 2; cooc_12 = 3 (three events of 1, 2 present), cooc_21 = 1
+    assert sim(model, 1, 2) == pytest.approx(3 / (3 ** 0.25 * 2 ** 0.75))
+    assert sim(model, 2, 1) == pytest.approx(1 / (2 ** 0.25 * 3 ** 0.75))
 
 
 def test_iknn_keeps_only_the_top_neighbours():
     model = iknn.ItemKNN(neighbors=1).fit(KNN_TRAIN)
-    assert sim(model, 1, 2) == pytest.approx(3 / 23) and sim(model, 1, 3) == 0  # B beats C for A
+    assert sim(model, 1, 2) == pytest.approx(2 / 23) and sim(model, 1, 3) == 0  # B beats C for A
     assert sim(model, 3, 4) > 0 and sim(model, 3, 1) == 0  # 1/sqrt(22*21) beats 1/sqrt(22*23)
     # E is equally similar to F and G: the smaller ItemId stays
     assert sim(model, 5, 6) == pytest.approx(1 / math.sqrt(22 * 21)) and sim(model, 5, 7) == 0
@@ -202,6 +219,97 @@ def test_iknn_ranks_by_the_last_item_only(tmp_path):
     ]
     ranks = ranks_of(iknn, KNN_TRAIN, test, {"neighbors": 1}, tmp_path)
     assert as_tuples(ranks)[0] == (9, 0, 1, 1, 5)  # A is cut from C's row: 0 like 5 others
+
+
+# repeats decide the order: P=1, Q=2, R=3, S=4; supports P 3, Q 4, R 2, S 1; lmbd 0, alpha 0.5
+#   authors:   cooc_QP = 1 (one Q event in s1, P present), cooc_QR = 2, cooc_QS = 1, cooc_PQ = 3
+#   symmetric: cooc_QP = 1 * 3 = 3, the others as above
+REPEAT_TRAIN = frame({1: [1, 1, 1, 2], 2: [2, 3], 3: [2, 3], 4: [4, 2]})
+
+
+def test_iknn_rank_record_with_repeats_matches_the_authors_definition_by_hand(tmp_path):
+    """Row Q: authors s_QP = 1/sqrt(4*3) = 0.289, s_QR = 2/sqrt(4*2) = 0.707, s_QS = 1/sqrt(4*1) = 0.5;
+    symmetric s_QP = 3/sqrt(12) = 0.866 instead. Row P: s_PQ = 3/sqrt(3*4) under both."""
+    test = frame({9: [2, 1, 2, 3]})
+    params = {"lmbd": 0, "alpha": 0.5}
+    assert as_tuples(ranks_of(iknn, REPEAT_TRAIN, test, params, tmp_path)) == [
+        (9, 0, 1, 2, 0),  # row Q: R 0.707 > S 0.5 > P 0.289
+        (9, 1, 2, 0, 0),  # row P: only Q
+        (9, 2, 3, 0, 0),  # row Q: R first
+    ]
+    assert as_tuples(ranks_of(iknn, REPEAT_TRAIN, test, {**params, "cooc": "symmetric"}, tmp_path)) == [
+        (9, 0, 1, 0, 0),  # row Q: P 0.866 first
+        (9, 1, 2, 0, 0),
+        (9, 2, 3, 1, 0),  # P above R
+    ]
+    model = iknn.ItemKNN(lmbd=0, alpha=0.5).fit(REPEAT_TRAIN)
+    assert sim(model, 1, 2) == pytest.approx(3 / math.sqrt(12)) and sim(model, 2, 1) == pytest.approx(1 / math.sqrt(12))
+
+
+def authors_cooc_loop(train: pd.DataFrame, item_ids: np.ndarray) -> np.ndarray:
+    """The authors' loop, written out: for item i, for every event of i, add 1 to each
+    distinct item of that event's session (``a[idx] += 1`` adds once per distinct index)."""
+    index = {item: k for k, item in enumerate(item_ids)}
+    sessions = {sid: [index[i] for i in g["ItemId"]] for sid, g in train.groupby("SessionId")}
+    cooc = np.zeros((len(item_ids), len(item_ids)))
+    for sid, items in sessions.items():
+        for i in items:  # one pass per event of i
+            for j in set(items):
+                cooc[i, j] += 1
+    return cooc
+
+
+def reference_iknn_scores(train, item_ids, lmbd, alpha, neighbors):
+    """Dense similarity rows from the loop above: s_ii = 0, top ``neighbors`` per row
+    (ties: smaller ItemId first), every other entry 0."""
+    cooc = authors_cooc_loop(train, item_ids)
+    supp = np.array([(train["ItemId"] == item).sum() for item in item_ids], dtype=float)
+    sims = np.zeros_like(cooc)
+    for i in range(len(item_ids)):
+        for j in range(len(item_ids)):
+            if i != j and cooc[i, j] > 0:
+                sims[i, j] = cooc[i, j] / ((supp[i] + lmbd) ** alpha * (supp[j] + lmbd) ** (1 - alpha))
+        keep = sorted(np.flatnonzero(sims[i]), key=lambda j: (-sims[i, j], j))[:neighbors]
+        row = np.zeros(len(item_ids))
+        row[keep] = sims[i, keep]
+        sims[i] = row
+    return sims
+
+
+@pytest.mark.parametrize("neighbors", [3, 100])
+def test_iknn_rank_record_equals_a_brute_force_authors_loop(neighbors, tmp_path):
+    rng = np.random.default_rng(11)
+    # short sessions over 12 items with many repeats (a third of the clicks repeat an item of the session)
+    def sessions(n, first):
+        out = {}
+        for s in range(n):
+            items = list(rng.integers(0, 12, 1 + rng.integers(1, 6)))
+            for _ in range(rng.integers(0, 4)):
+                items.insert(rng.integers(0, len(items) + 1), items[rng.integers(0, len(items))])
+            out[first + s] = [100 + 10 * i for i in items]
+        return frame(out)
+    train, test = sessions(60, 0), sessions(25, 1000)
+    ranks = ranks_of(iknn, train, test, {"lmbd": 20, "alpha": 0.5, "neighbors": neighbors}, tmp_path)
+    item_ids = np.unique(train["ItemId"])
+    sims = reference_iknn_scores(train, item_ids, 20, 0.5, neighbors)
+    assert not np.allclose(sims, sims.T)  # the repeats make it asymmetric
+    expected = []
+    for sid, g in test.groupby("SessionId"):
+        items = [i for i in g["ItemId"] if i in set(item_ids)]
+        for pos in range(len(items) - 1):
+            row = sims[np.searchsorted(item_ids, items[pos])]
+            target = row[np.searchsorted(item_ids, items[pos + 1])]
+            expected.append((sid, pos, items[pos + 1], int(np.sum(row > target)), int(np.sum(row == target)) - 1))
+    assert as_tuples(ranks) == expected
+    sym = ranks_of(iknn, train, test, {"neighbors": neighbors, "cooc": "symmetric"}, tmp_path)
+    assert as_tuples(sym) != expected  # the two definitions differ on these sessions
+
+
+def test_iknn_definitions_agree_without_repeats():
+    train = frame({1: [1, 2, 3], 2: [2, 3], 3: [1, 4, 3], 4: [4, 2]})
+    a = iknn.ItemKNN().fit(train).sims.toarray()
+    b = iknn.ItemKNN(cooc="symmetric").fit(train).sims.toarray()
+    assert np.array_equal(a, b) and a.max() > 0
 
 
 # --- BPR-MF ------------------------------------------------------------------------------
