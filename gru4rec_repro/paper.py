@@ -1,128 +1,218 @@
-"""The published numbers the study holds its results against (SPEC.md section 8).
+"""The published numbers the study holds its results against (SPEC.md sections 4 and 8).
 
-Every number is RSC15 (official split), Recall@20 / MRR@20, as printed in its
-source. Tables look them up by (table, row) in :data:`PUBLISHED`; each entry
-keeps its source so a table's note can cite it.
+Every number is RSC15 (official split), as printed in its source. Each
+:class:`Published` carries
 
-Sources, as named in the tables' notes:
+* ``source``: the paper and table, or the repository file, it is printed in;
+* ``setting``: what was trained (as the source states it);
+* ``protocol``: how it was measured, in words, and ``policy``: the protocol of
+  :mod:`gru4rec_repro.evaluation` that reproduces that measurement, so a table
+  can put ours under the same protocol next to it:
 
-* ``"ICLR 2016"``: Hidasi et al., Session-based recommendations with recurrent
-  neural networks (the baselines and the 100 / 1000 unit GRU4Rec variants);
-* ``"CIKM 2018 (tutorial table)"``: the loss-function table of the tutorial,
-  attributed to Hidasi & Karatzoglou, Recurrent neural networks with top-k
-  gains (2048 extra negative samples);
-* ``"Bogina & Kuflik 2017"``: Incorporating dwell time in session-based
-  recommendations with recurrent neural networks (RecTemp 2017);
-* ``"tutorial Keras port"``: what the tutorial's own Keras port reported.
+  - the 2016-2017 papers (ICLR 2016, Bogina & Kuflik 2017, CIKM 2018) were
+    measured by the authors' code of that time: optimistic ranks, a hit only
+    when rank < 20 -> ``paper2016``; their baselines may have used a random
+    tie-break with the same cut, so ``also`` names ``paper2016_random``;
+  - the authors' figures of 2018 and later (the official PyTorch README, the
+    Theano ``run_rsc15.py`` script) use conservative ties, rank <= 20 ->
+    ``conservative``;
+  - the tutorial's own tables are labelled "as printed in the tutorial"; the
+    numbers they cite were measured with the 2016-2017 code, so they are
+    compared under ``paper2016``.
+
+The tutorial's Keras port publishes no exact numbers (SPEC.md section 5), so
+there is no entry for it. Tables look numbers up with :func:`published`.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-ICLR2016 = "ICLR 2016"
-CIKM2018 = "CIKM 2018 (tutorial table)"
-BOGINA2017 = "Bogina & Kuflik 2017"
-KERAS_PORT = "tutorial Keras port"
+#: The cut-off every published table uses.
+PAPER_CUTOFF = 20
+
+ICLR2016_T1 = "ICLR 2016 (Hidasi et al.), Table 1"
+ICLR2016_T3 = "ICLR 2016 (Hidasi et al.), Table 3"
+TUTORIAL_BASELINES = "tutorial, baselines table"
+TUTORIAL_LOSSES = "tutorial, loss-function table (cites CIKM 2018, 2^11 extra negative samples)"
+BOGINA2017 = "Bogina & Kuflik 2017 (RecTemp), dwell-time table"
+README = "official GRU4Rec PyTorch README (hidasib/GRU4Rec_PyTorch_Official), 'Results'"
+RUN_RSC15 = "hidasib/GRU4Rec examples/rsc15/run_rsc15.py"
+
+PROTOCOL_2016 = "2016-2017 code: optimistic rank, hit when rank < 20"
+PROTOCOL_2016_BASELINES = ("2016-2017 code: optimistic or random tie-break, hit when rank < 20 "
+                           "(ours shown under both)")
+PROTOCOL_2018 = "2018+ code: conservative ties, rank <= 20"
+PROTOCOL_TUTORIAL = "as printed in the tutorial (cited numbers from the 2016-2017 code, rank < 20)"
 
 
 @dataclass(frozen=True)
 class Published:
-    """One published result: Recall@20 and MRR@20 on RSC15, and where it is from."""
+    """One published result: metric values ("recall@20", "mrr@20", ...) and where they are from."""
 
-    recall: float
-    mrr: float
+    values: dict
     source: str
+    setting: str
+    protocol: str
+    policy: str
+    also: tuple = ()
+    note: str = ""
 
-    def get(self, metric: str) -> float:
-        """``metric`` is ``"recall"`` or ``"mrr"`` (at 20, the only cut-off papers print)."""
-        if metric == "recall":
-            return self.recall
-        if metric == "mrr":
-            return self.mrr
-        raise ValueError(f"unknown metric {metric!r}; use 'recall' or 'mrr'")
+    def get(self, metric: str, k: int = PAPER_CUTOFF) -> float:
+        """``metric`` is ``"recall"`` or ``"mrr"``; NaN when the source prints no value at ``k``."""
+        if metric not in ("recall", "mrr"):
+            raise ValueError(f"unknown metric {metric!r}; use 'recall' or 'mrr'")
+        return float(self.values.get(f"{metric}@{k}", float("nan")))
+
+    @property
+    def recall(self) -> float:
+        return self.get("recall")
+
+    @property
+    def mrr(self) -> float:
+        return self.get("mrr")
+
+    @property
+    def policies(self) -> tuple:
+        """The protocol that reproduces the measurement, then any alternative."""
+        return (self.policy,) + tuple(self.also)
+
+    def cite(self) -> str:
+        """One line for a table note: source; setting; protocol."""
+        text = f"{self.source}; setting: {self.setting}; protocol: {self.protocol}"
+        return text + (f" ({self.note})" if self.note else "")
 
 
-#: The cut-off every published table uses.
-PAPER_CUTOFF = 20
+def _p(recall: float, mrr: float, source: str, setting: str, protocol: str, policy: str,
+       also: tuple = (), note: str = "", **more: float) -> Published:
+    values = {"recall@20": recall, "mrr@20": mrr}
+    values.update({k.replace("_at_", "@"): v for k, v in more.items()})
+    return Published(values, source, setting, protocol, policy, also, note)
 
-#: (table, row) -> published value. Tables are the study's table names; rows
-#: are the row keys the table code uses.
+
+_ICLR_BASE = dict(protocol=PROTOCOL_2016_BASELINES, policy="paper2016", also=("paper2016_random",))
+_ICLR_GRU = "GRU4Rec, one-hot input, no extra samples, tanh output, batch 50, SessionId order"
+_POP = _p(0.0050, 0.0012, ICLR2016_T1, "POP: top 100 by support", **_ICLR_BASE)
+_SPOP = _p(0.2672, 0.1775, ICLR2016_T1, "S-POP: session counts + POP tie-break", **_ICLR_BASE)
+_IKNN = _p(0.5065, 0.2048, ICLR2016_T1, "Item-KNN: last item, cosine, lambda 20, 100 neighbours",
+           **_ICLR_BASE)
+_BPRMF = _p(0.2574, 0.0618, ICLR2016_T1, "BPR-MF: 100 factors, session = mean of item factors",
+            **_ICLR_BASE)
+_TUT_BASE = ("as printed in the tutorial's baselines table, which copies ICLR 2016 Table 1 for "
+             "POP, S-POP and BPR-MF")
+
+
+def _tut(p: Published) -> Published:
+    return Published(p.values, f"{TUTORIAL_BASELINES} = {p.source}", p.setting, p.protocol, p.policy,
+                     p.also, _TUT_BASE)
+
+
+#: (table, row) -> published value.
 PUBLISHED: dict[tuple[str, str], Published] = {
-    # Tutorial, baselines table (from ICLR 2016).
-    ("baselines", "POP"): Published(0.0050, 0.0012, ICLR2016),
-    ("baselines", "S-POP"): Published(0.2672, 0.1775, ICLR2016),
-    ("baselines", "Item-KNN"): Published(0.5065, 0.2048, ICLR2016),
-    ("baselines", "BPR-MF"): Published(0.2574, 0.0618, ICLR2016),
-    ("baselines", "GRU4Rec"): Published(0.5781, 0.2375, ICLR2016),
-    # ICLR 2016, GRU4Rec variants.
-    ("iclr2016", "TOP1, 100 units"): Published(0.5853, 0.2305, ICLR2016),
-    ("iclr2016", "BPR, 100 units"): Published(0.6069, 0.2407, ICLR2016),
-    ("iclr2016", "cross-entropy, 100 units"): Published(0.6074, 0.2430, ICLR2016),
-    ("iclr2016", "TOP1, 1000 units"): Published(0.6206, 0.2693, ICLR2016),
-    ("iclr2016", "BPR, 1000 units"): Published(0.6322, 0.2467, ICLR2016),
-    ("iclr2016", "cross-entropy, 1000 units"): Published(0.5777, 0.2153, ICLR2016),
-    # Tutorial, loss-function table (CIKM 2018, 2048 extra negative samples).
-    ("losses", "cross-entropy"): Published(0.5781, 0.2375, CIKM2018),
-    ("losses", "TOP1"): Published(0.6117, 0.2367, CIKM2018),
-    ("losses", "BPR"): Published(0.6322, 0.2467, CIKM2018),
-    ("losses", "TOP1-max"): Published(0.7086, 0.3045, CIKM2018),
-    ("losses", "BPR-max"): Published(0.7211, 0.3170, CIKM2018),
-    # Bogina & Kuflik 2017, dwell time.
-    ("dwell", "GRU4Rec"): Published(0.5853, 0.2305, BOGINA2017),
-    ("dwell", "GRU4Rec, dwell threshold 75"): Published(0.7885, 0.5834, BOGINA2017),
-    ("dwell", "GRU4Rec, dwell threshold 100"): Published(0.7754, 0.548, BOGINA2017),
-    ("dwell", "GRU4Rec with sampling"): Published(0.7117, 0.308, BOGINA2017),
-    ("dwell", "with sampling, dwell threshold 100"): Published(0.84, 0.61, BOGINA2017),
-    ("dwell", "with sampling, dwell threshold 75"): Published(0.853, 0.636, BOGINA2017),
-    # The tutorial's own Keras port.
-    ("keras_port", "Item-KNN"): Published(0.507, 0.205, KERAS_PORT),
-    ("keras_port", "GRU4Rec"): Published(0.607, 0.243, KERAS_PORT),
-    ("keras_port", "GRU4Rec + dwell"): Published(0.647, 0.275, KERAS_PORT),
+    # The tutorial's baselines table (POP, S-POP, BPR-MF copied from ICLR 2016 Table 1; its
+    # Item-KNN is missing) and its "GRU4Rec" row, which is its own loss table's cross-entropy row.
+    ("baselines", "POP"): _tut(_POP),
+    ("baselines", "S-POP"): _tut(_SPOP),
+    ("baselines", "Item-KNN"): _IKNN,
+    ("baselines", "BPR-MF"): _tut(_BPRMF),
+    ("baselines", "GRU4Rec"): _p(
+        0.5781, 0.2375, TUTORIAL_BASELINES, "GRU4Rec, cross-entropy (setting not printed)",
+        PROTOCOL_TUTORIAL, "paper2016",
+        note="the same numbers as the tutorial's loss-table cross-entropy row; not an ICLR 2016 number"),
+    # ICLR 2016, Table 1 (baselines) and Table 3 (GRU4Rec variants).
+    ("iclr2016", "POP"): _POP,
+    ("iclr2016", "S-POP"): _SPOP,
+    ("iclr2016", "Item-KNN"): _IKNN,
+    ("iclr2016", "BPR-MF"): _BPRMF,
+    ("iclr2016", "TOP1, 100 units"): _p(0.5853, 0.2305, ICLR2016_T3, _ICLR_GRU + ", TOP1, 100 units",
+                                        PROTOCOL_2016, "paper2016"),
+    ("iclr2016", "BPR, 100 units"): _p(0.6069, 0.2407, ICLR2016_T3, _ICLR_GRU + ", BPR, 100 units",
+                                       PROTOCOL_2016, "paper2016"),
+    ("iclr2016", "cross-entropy, 100 units"): _p(0.6074, 0.2430, ICLR2016_T3,
+                                                 _ICLR_GRU + ", cross-entropy, 100 units",
+                                                 PROTOCOL_2016, "paper2016"),
+    ("iclr2016", "TOP1, 1000 units"): _p(0.6206, 0.2693, ICLR2016_T3, _ICLR_GRU + ", TOP1, 1000 units",
+                                         PROTOCOL_2016, "paper2016"),
+    ("iclr2016", "BPR, 1000 units"): _p(0.6322, 0.2467, ICLR2016_T3, _ICLR_GRU + ", BPR, 1000 units",
+                                        PROTOCOL_2016, "paper2016"),
+    ("iclr2016", "cross-entropy, 1000 units"): _p(0.5777, 0.2153, ICLR2016_T3,
+                                                  _ICLR_GRU + ", cross-entropy, 1000 units",
+                                                  PROTOCOL_2016, "paper2016"),
+    # The tutorial's loss-function table (as printed; its BPR row equals ICLR 2016's 1000-unit
+    # BPR to four digits, so the source of each row is uncertain).
+    ("losses", "cross-entropy"): _p(0.5781, 0.2375, TUTORIAL_LOSSES, "cross-entropy, 2048 extra samples",
+                                    PROTOCOL_TUTORIAL, "paper2016"),
+    ("losses", "TOP1"): _p(0.6117, 0.2367, TUTORIAL_LOSSES, "TOP1, 2048 extra samples",
+                           PROTOCOL_TUTORIAL, "paper2016"),
+    ("losses", "BPR"): _p(0.6322, 0.2467, TUTORIAL_LOSSES, "BPR, 2048 extra samples",
+                          PROTOCOL_TUTORIAL, "paper2016",
+                          note="equals ICLR 2016's BPR with 1000 units to four digits"),
+    ("losses", "TOP1-max"): _p(0.7086, 0.3045, TUTORIAL_LOSSES, "TOP1-max, 2048 extra samples",
+                               PROTOCOL_TUTORIAL, "paper2016"),
+    ("losses", "BPR-max"): _p(0.7211, 0.3170, TUTORIAL_LOSSES, "BPR-max, 2048 extra samples",
+                              PROTOCOL_TUTORIAL, "paper2016"),
+    # The authors' own figures for their tuned settings (SPEC.md section 4), 2018+ protocol.
+    ("authors_current", "cross-entropy, README best"): _p(
+        0.7283, 0.3205, README,
+        "cross-entropy, constrained embedding, dropout 0.1/0, lr 0.1, momentum 0, sample_alpha 0.75, "
+        "logq 1, 2048 extra samples, batch 32, 10 epochs",
+        PROTOCOL_2018, "conservative",
+        recall_at_1=0.1845, mrr_at_1=0.1845, recall_at_5=0.4906, mrr_at_5=0.2954,
+        recall_at_10=0.6218, mrr_at_10=0.3130),
+    ("authors_current", "BPR-max, constrained embedding"): _p(
+        0.7261, 0.3124, RUN_RSC15 + " with param_samples/rsc15_bpr-max_constrained.py",
+        "BPR-max, ELU 0.5, constrained embedding, dropout 0/0, lr 0.2, momentum 0.1, sample_alpha 0, "
+        "bpreg 0.5, 2048 extra samples, batch 32, 10 epochs",
+        PROTOCOL_2018, "conservative"),
+    ("authors_current", "BPR-max, no embedding"): _p(
+        0.7197, 0.3157, RUN_RSC15,
+        "BPR-max, ELU 0.5, one-hot input, lr 0.2, momentum 0.3, sample_alpha 0, bpreg 1, "
+        "2048 extra samples, batch 32, 10 epochs",
+        PROTOCOL_2018, "conservative"),
+    ("authors_current", "cross-entropy, no embedding (2018)"): _p(
+        0.7180, 0.3087, RUN_RSC15,
+        "cross-entropy, one-hot input, dropout_p_hidden 0.3, lr 0.1, momentum 0.7, sample_alpha 0, "
+        "no logq, 2048 extra samples, batch 32, 10 epochs",
+        PROTOCOL_2018, "conservative"),
+    # Bogina & Kuflik 2017 (their GRU4Rec rows cite ICLR 2016 and the 2017 sampling version).
+    ("dwell", "GRU4Rec"): _p(0.5853, 0.2305, BOGINA2017, "GRU4Rec TOP1, no extra samples (= ICLR 2016 TOP1-100)",
+                             PROTOCOL_2016, "paper2016"),
+    ("dwell", "GRU4Rec, dwell threshold 75"): _p(0.7885, 0.5834, BOGINA2017, "as above, dwell threshold 75 s",
+                                                 PROTOCOL_2016, "paper2016"),
+    ("dwell", "GRU4Rec, dwell threshold 100"): _p(0.7754, 0.548, BOGINA2017, "as above, dwell threshold 100 s",
+                                                  PROTOCOL_2016, "paper2016"),
+    ("dwell", "GRU4Rec with sampling"): _p(0.7117, 0.308, BOGINA2017, "GRU4Rec 2017 with extra samples",
+                                           PROTOCOL_2016, "paper2016"),
+    ("dwell", "with sampling, dwell threshold 100"): _p(0.84, 0.61, BOGINA2017,
+                                                        "with sampling, dwell threshold 100 s",
+                                                        PROTOCOL_2016, "paper2016"),
+    ("dwell", "with sampling, dwell threshold 75"): _p(0.853, 0.636, BOGINA2017,
+                                                       "with sampling, dwell threshold 75 s",
+                                                       PROTOCOL_2016, "paper2016"),
+}
+
+#: The papers' claims the ``claims`` table tests (claimed relative gains at R@20 / MRR@20).
+CLAIMS = {
+    "iclr2016_gru_vs_iknn": {
+        "source": "ICLR 2016, Section 4 / Table 3: best GRU4Rec vs Item-KNN",
+        "recall": 0.20, "mrr": 0.30,
+    },
+    "cikm2018_max_vs_pairwise": {
+        "source": "CIKM 2018 (Hidasi & Karatzoglou): TOP1-max > TOP1 and BPR-max > BPR with the same sampling",
+    },
+    "cikm2018_max_vs_xe": {
+        "source": "CIKM 2018: the max losses perform at least as well as cross-entropy with the same sampling",
+    },
+    "bogina2017_dwell": {
+        "source": "Bogina & Kuflik 2017: dwell-time boosting improves GRU4Rec",
+    },
 }
 
 
 def published(table: str, row: str) -> Published | None:
-    """The published value of ``row`` in ``table``, or None when the paper has none."""
+    """The published value of ``row`` in ``table``, or None when the source has none."""
     return PUBLISHED.get((table, row))
 
 
-#: The tuned RSC15 settings of SPEC.md section 4 (one GRU layer of 100 units,
-#: batch 32, 10 epochs unless said otherwise), with what the authors report.
-#: Parameter names follow implementations/GRU4REC_API.md. Kept as reference for
-#: the config's defaults; the tables do not use them.
-TUNED_SETTINGS: dict[str, dict] = {
-    "cross-entropy (current best)": {
-        "params": {
-            "loss": "cross-entropy", "layers": [100], "batch_size": 32, "n_epochs": 10,
-            "constrained_embedding": True, "dropout_p_hidden": 0.4,
-            "learning_rate": 0.2, "momentum": 0.2, "n_sample": 2048,
-            "sample_alpha": 0.5, "logq": 1.0,
-        },
-        "reported": Published(0.7283, 0.3205, "GRU4Rec authors (SPEC.md section 4)"),
-    },
-    "BPR-max, constrained": {
-        "params": {
-            "loss": "bpr-max", "layers": [100], "batch_size": 32, "n_epochs": 10,
-            "constrained_embedding": True, "learning_rate": 0.2, "momentum": 0.1,
-            "bpreg": 0.5, "n_sample": 2048, "final_act": "linear",
-        },
-        "reported": Published(0.7261, 0.3124, "GRU4Rec authors (SPEC.md section 4)"),
-    },
-    "BPR-max, no embedding": {
-        "params": {
-            "loss": "bpr-max", "layers": [100], "batch_size": 32, "n_epochs": 10,
-            "embedding": 0, "constrained_embedding": False,
-            "final_act": "elu", "elu_param": 0.5, "learning_rate": 0.2, "momentum": 0.3,
-            "sample_alpha": 0.0, "bpreg": 1.0,
-        },
-        "reported": Published(0.7197, 0.3157, "GRU4Rec authors (SPEC.md section 4)"),
-    },
-    "2016 TOP1": {
-        "params": {
-            "loss": "top1", "final_act": "tanh", "layers": [100], "batch_size": 50,
-            "embedding": 0, "constrained_embedding": False,
-            "n_epochs": 10, "dropout_p_hidden": 0.5, "learning_rate": 0.01, "n_sample": 0,
-        },
-        "reported": Published(0.5853, 0.2305, ICLR2016),
-    },
-}
+def rows_of(table: str) -> list[str]:
+    """The rows with a published value in ``table``, in the order above."""
+    return [r for (t, r) in PUBLISHED if t == table]

@@ -22,9 +22,20 @@ Combining seeds before pairing
 Paired comparison (:func:`paired_comparison`)
     Both runs must be scored on the same test events: the records are aligned
     on (session_id, position) and must hold the same events with the same
-    targets (``align="intersect"`` instead keeps the events both have and says
-    how many were dropped). The difference is ``a - b`` of the event-level
-    metric, absolute and relative to b.
+    targets; otherwise a ValueError names both runs (``align="intersect"``
+    keeps the events both have, for exploration only: the tables never
+    intersect). The difference is ``a - b`` of the event-level metric,
+    absolute and relative to b.
+
+Unpaired comparison (:func:`unpaired_comparison`)
+    Only where the test events legitimately differ (a dwell-boosted test set
+    against the original one; a flaw that changes which test events are
+    scored): independent bootstrap of each side's sessions and a z-test with
+    the two ratios' linearisation SEs. Tables say when a row is unpaired.
+
+One run's CI (:func:`run_ci`)
+    value +- 1.96 sqrt(SE_sessions^2 + sd_seeds^2 / n_seeds): test sessions and
+    seeds together with >= 2 seeds, test sessions only with one.
 
     With ``unit="session"`` (the default) the session is the resampling unit.
     Let d_e = value_a(e) - value_b(e), S_s = sum of d_e over session s and n_s
@@ -191,7 +202,8 @@ def session_scores(
 
 # -------------------------------------------------------------- paired comparison
 
-def _align(ea: pd.DataFrame, eb: pd.DataFrame, align: str) -> tuple[pd.DataFrame, int, int]:
+def _align(ea: pd.DataFrame, eb: pd.DataFrame, align: str,
+           names: tuple[str, str] = ("a", "b")) -> tuple[pd.DataFrame, int, int]:
     """Join two event_values frames on (session_id, position)."""
     if align not in ("strict", "intersect"):
         raise ValueError(f"unknown align {align!r}; use 'strict' or 'intersect'")
@@ -199,14 +211,16 @@ def _align(ea: pd.DataFrame, eb: pd.DataFrame, align: str) -> tuple[pd.DataFrame
     dropped_a, dropped_b = len(ea) - len(joined), len(eb) - len(joined)
     if align == "strict" and (dropped_a or dropped_b):
         raise ValueError(
-            "paired comparison: the two rank records are not on the same test events "
-            f"({len(ea)} and {len(eb)} events, {len(joined)} in common)"
+            f"paired comparison of {names[0]!r} and {names[1]!r}: the rank records are not on the "
+            f"same test events ({len(ea)} and {len(eb)} events, {len(joined)} in common); a paired "
+            "test needs the same events (use unpaired_comparison where the test sets legitimately "
+            "differ, and say so)"
         )
     bad = joined["target_a"].to_numpy() != joined["target_b"].to_numpy()
     if bad.any():
         raise ValueError(
-            f"paired comparison: {int(bad.sum())} events have different targets in the "
-            "two rank records (are they from the same test split?)"
+            f"paired comparison of {names[0]!r} and {names[1]!r}: {int(bad.sum())} events have "
+            "different targets in the two rank records (are they from the same test split?)"
         )
     return joined, dropped_a, dropped_b
 
@@ -259,8 +273,14 @@ def paired_comparison(
     seed: int = 0,
     unit: str = "session",
     align: str = "strict",
+    names: tuple[str, str] = ("a", "b"),
 ) -> dict:
     """Paired comparison of run a against run b on the same test events.
+
+    Records on different test events are refused with a ValueError naming
+    ``names`` (the two runs) unless ``align="intersect"`` is asked for
+    explicitly (the tables never do: a comparison whose test sets differ goes
+    through :func:`unpaired_comparison`).
 
     ``ranks_a`` / ``ranks_b``: a rank record or a list of them (seeds; averaged
     per event first). Returns a dict with: metric_a, metric_b, diff (a - b),
@@ -271,7 +291,7 @@ def paired_comparison(
     """
     ea = event_values(ranks_a, metric, k, policy)
     eb = event_values(ranks_b, metric, k, policy)
-    joined, dropped_a, dropped_b = _align(ea, eb, align)
+    joined, dropped_a, dropped_b = _align(ea, eb, align, names)
     if joined.empty:
         raise ValueError("paired comparison: no test events in common")
     sa, sb, counts = _per_unit(joined, unit)
@@ -311,8 +331,86 @@ def paired_comparison(
         "se": se, "t": t_stat, "p": float(p),
         "n_units": int(m), "n_events": int(n_events),
         "dropped_a": int(dropped_a), "dropped_b": int(dropped_b),
-        "n_boot": int(n_boot),
+        "n_boot": int(n_boot), "paired": True,
     }
+
+
+def _session_sums(ev: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+    g = ev.groupby("session_id", sort=True)["value"]
+    return g.sum().to_numpy(dtype=np.float64), g.size().to_numpy(dtype=np.float64)
+
+
+def ratio_se(sums: np.ndarray, counts: np.ndarray) -> float:
+    """Linearisation SE of sum(sums) / sum(counts) with the units as independent draws.
+
+    SE = sqrt(sum_s (S_s - R n_s)^2 / (m (m - 1))) / mean(n_s); 0 with one unit.
+    """
+    sums = np.asarray(sums, dtype=np.float64)
+    counts = np.asarray(counts, dtype=np.float64)
+    m = len(sums)
+    if m < 2:
+        return 0.0
+    r = sums.sum() / counts.sum()
+    return float(np.sqrt(np.sum((sums - r * counts) ** 2) / (m * (m - 1))) / counts.mean())
+
+
+def unpaired_comparison(
+    ranks_a: pd.DataFrame | Sequence[pd.DataFrame],
+    ranks_b: pd.DataFrame | Sequence[pd.DataFrame],
+    metric: str = "recall",
+    k: int = 20,
+    policy: str = DEFAULT_POLICY,
+    n_boot: int = DEFAULT_N_BOOT,
+    seed: int = 0,
+) -> dict:
+    """Run a against run b when their test events differ (no pairing).
+
+    For comparisons that are legitimately unpaired, e.g. a model evaluated on
+    a dwell-boosted test set against one on the original test set. Each side's
+    metric is a ratio over its own sessions (seeds averaged per event first).
+    CI: percentile bootstrap resampling the sessions of each side
+    independently (seeded). p: two-sided z-test of the difference with the
+    linearisation SEs of the two independent ratios (:func:`ratio_se`), the
+    large-sample test for a difference of two independent means. Returns the
+    keys of :func:`paired_comparison` (dropped_a / dropped_b 0) with
+    ``paired`` False.
+    """
+    sa, na = _session_sums(event_values(ranks_a, metric, k, policy))
+    sb, nb = _session_sums(event_values(ranks_b, metric, k, policy))
+    if len(sa) == 0 or len(sb) == 0:
+        raise ValueError("unpaired comparison: a side has no test events")
+    metric_a, metric_b = float(sa.sum() / na.sum()), float(sb.sum() / nb.sum())
+    diff = metric_a - metric_b
+    boot = (bootstrap_ratio(sa, na, n_boot=n_boot, seed=seed)
+            - bootstrap_ratio(sb, nb, n_boot=n_boot, seed=seed + 1))
+    ci95 = tuple(float(x) for x in np.quantile(boot, [0.025, 0.975]))
+    ci90 = tuple(float(x) for x in np.quantile(boot, [0.05, 0.95]))
+    se = float(np.hypot(ratio_se(sa, na), ratio_se(sb, nb)))
+    if se == 0:
+        z, p, ci95_t = float("nan"), (1.0 if diff == 0 else 0.0), (diff, diff)
+    else:
+        z = diff / se
+        p = float(2 * sps.norm.sf(abs(z)))
+        ci95_t = (diff - 1.959963984540054 * se, diff + 1.959963984540054 * se)
+    rel = diff / metric_b if metric_b != 0 else float("nan")
+    rel_ci = tuple(x / metric_b if metric_b != 0 else float("nan") for x in ci95)
+    return {
+        "metric": metric, "k": k, "policy": policy, "unit": "session",
+        "metric_a": metric_a, "metric_b": metric_b, "diff": float(diff), "rel_diff": float(rel),
+        "ci95": ci95, "ci90": ci90, "ci95_t": ci95_t, "rel_ci95": rel_ci,
+        "se": se, "t": z, "p": float(p),
+        "n_units": int(len(sa) + len(sb)), "n_events": int(na.sum() + nb.sum()),
+        "n_events_a": int(na.sum()), "n_events_b": int(nb.sum()),
+        "dropped_a": 0, "dropped_b": 0, "n_boot": int(n_boot), "paired": False,
+    }
+
+
+def same_events(ranks_a: pd.DataFrame, ranks_b: pd.DataFrame) -> bool:
+    """Whether two rank records hold the same (session_id, position, target) events."""
+    cols = ["session_id", "position", "target"]
+    a = ranks_a[cols].sort_values(cols[:2], kind="stable").to_numpy()
+    b = ranks_b[cols].sort_values(cols[:2], kind="stable").to_numpy()
+    return a.shape == b.shape and bool(np.array_equal(a, b))
 
 
 # ----------------------------------------------------------------------- seed gap
@@ -495,3 +593,37 @@ def metric_ci(
     boot = bootstrap_ratio(sums, counts, n_boot=n_boot, seed=seed)
     lo, hi = np.quantile(boot, [(1 - level) / 2, (1 + level) / 2])
     return value, float(lo), float(hi)
+
+
+def run_ci(
+    ranks: Sequence[pd.DataFrame],
+    metric: str = "recall",
+    k: int = 20,
+    policy: str = DEFAULT_POLICY,
+    level: float = 0.95,
+) -> dict:
+    """One run's metric (mean over seeds) with a CI that covers what varies.
+
+    ``ranks``: one rank record per seed, all on the same test events. SE_sessions
+    is the linearisation SE (:func:`ratio_se`) of the seed-averaged record over
+    test sessions. With one seed the interval is value +- z SE_sessions and
+    covers test-session sampling only; with n >= 2 seeds it is
+    value +- z sqrt(SE_sessions^2 + sd_seeds^2 / n), covering test sessions and
+    seeds together (sd_seeds: sd of the per-seed metrics). z is the normal
+    quantile of ``level``. Returns value, low, high, se, n_seeds, covers
+    ("sessions" or "seeds+sessions").
+    """
+    records = [ranks] if isinstance(ranks, pd.DataFrame) else list(ranks)
+    sums, counts = _session_sums(event_values(records, metric, k, policy))
+    value = float(sums.sum() / counts.sum()) if len(sums) else float("nan")
+    se = ratio_se(sums, counts)
+    n = len(records)
+    covers = "sessions"
+    if n >= 2:
+        column = _check_metric(metric)
+        per_seed = np.array([per_event(r, k=k, policy=policy)[column].mean() for r in records])
+        se = float(np.hypot(se, np.std(per_seed, ddof=1) / np.sqrt(n)))
+        covers = "seeds+sessions"
+    z = float(sps.norm.ppf((1 + level) / 2))
+    return {"value": value, "low": value - z * se, "high": value + z * se, "se": se,
+            "n_seeds": n, "covers": covers}

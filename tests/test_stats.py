@@ -278,3 +278,46 @@ def test_metric_ci_brackets_the_seed_mean():
     per_seed = [metrics_from_ranks(s)["conservative"]["recall@20"] for s in (s1, s2)]
     assert value == pytest.approx(np.mean(per_seed))
     assert lo < value < hi and hi - lo < 0.2
+
+
+# ------------------------------------------------------ unpaired comparison, one run's CI
+
+def test_refusal_names_both_runs():
+    a = record({1: [(0, 0), (1, 0)], 2: [(0, 0)]})
+    b = record({1: [(0, 0), (1, 0)]})
+    with pytest.raises(ValueError, match="'torch-a' and 'keras-b'.*unpaired_comparison"):
+        stats.paired_comparison(a, b, "recall", n_boot=10, names=("torch-a", "keras-b"))
+    assert not stats.same_events(a, b) and stats.same_events(a, a.iloc[::-1])
+
+
+def test_unpaired_comparison_of_two_independent_test_sets():
+    # a: 40 sessions of 2 events, hit in sessions 0-29 -> recall 0.75
+    # b: 50 sessions of 1 event, hit in sessions 0-24 -> recall 0.5
+    a = record({s: [(0, 0), (0, 0)] if s < 30 else [(50, 0), (50, 0)] for s in range(40)})
+    b = record({100 + s: [(0, 0)] if s < 25 else [(50, 0)] for s in range(50)})
+    c = stats.unpaired_comparison(a, b, "recall", n_boot=2000, seed=3)
+    assert not c["paired"] and (c["n_events_a"], c["n_events_b"]) == (80, 50)
+    assert c["diff"] == pytest.approx(0.25)
+    # by hand: a's session sums are 2 or 0 with n_s = 2 -> SE = sqrt(40 * 0.75 * 0.25 / (40 * 39))
+    se_a = math.sqrt(30 * (2 - 1.5) ** 2 / (40 * 39) + 10 * 1.5 ** 2 / (40 * 39)) / 2
+    se_b = math.sqrt(25 * 0.5 ** 2 / (50 * 49) + 25 * 0.5 ** 2 / (50 * 49))
+    assert c["se"] == pytest.approx(math.hypot(se_a, se_b))
+    assert c["p"] == pytest.approx(2 * sps.norm.sf(0.25 / math.hypot(se_a, se_b)))
+    assert c["ci95"][0] < 0.25 < c["ci95"][1]
+    assert c["ci95"][0] == pytest.approx(c["ci95_t"][0], abs=0.05)
+
+
+def test_run_ci_covers_seeds_and_sessions():
+    s1 = record({s: [(0, 0)] if s % 2 else [(50, 0)] for s in range(100)})  # recall 0.5
+    s2 = record({s: [(0, 0)] if s % 4 else [(50, 0)] for s in range(100)})  # recall 0.75
+    one = stats.run_ci([s1], "recall")
+    se1 = math.sqrt(100 * 0.25 / (100 * 99))
+    assert one["covers"] == "sessions" and one["se"] == pytest.approx(se1)
+    assert (one["low"], one["high"]) == pytest.approx((0.5 - 1.959964 * se1, 0.5 + 1.959964 * se1))
+    both = stats.run_ci([s1, s2], "recall")
+    assert both["covers"] == "seeds+sessions" and both["value"] == pytest.approx(0.625)
+    # seed-averaged values per session: 1 (s odd, s % 4 != 0), 0.5 (s even, s % 4 != 0), 0 (s % 4 == 0)
+    v = np.array([1.0 if s % 2 else (0.5 if s % 4 else 0.0) for s in range(100)])
+    se_sess = math.sqrt(np.sum((v - 0.625) ** 2) / (100 * 99))
+    se_seed = np.std([0.5, 0.75], ddof=1) / math.sqrt(2)
+    assert both["se"] == pytest.approx(math.hypot(se_sess, se_seed))
