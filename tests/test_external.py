@@ -105,10 +105,11 @@ def test_translation_refuses_a_silently_dropped_parameter():
     tr.also("loss_type", "CE")
     with pytest.raises(ac.AdapterError, match=r"\['n_sample'\]"):
         tr.check_complete()
-    tr.covered("n_sample")
-    tr.check_complete()
-    assert tr.translated == {"learning_rate": 0.1, "hidden_size": 100, "loss_type": "CE"}
-    assert tr.not_expressed["momentum"].endswith("(run's value: 0.2)")
+    tr.no_setting("n_sample", "no sampling: the library scores all items")
+    info = tr.info()
+    assert info["translated"] == {"learning_rate": 0.1, "hidden_size": 100, "loss_type": "CE"}
+    assert info["not_expressed"]["momentum"].endswith("(run's value: 0.2)")
+    assert info["implicit"] == {"n_sample": "no sampling: the library scores all items (run's value: 0)"}
 
 
 def test_timer_laps():

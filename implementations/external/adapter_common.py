@@ -278,16 +278,20 @@ _MISSING = object()
 class Translation:
     """Which of the run's GRU4Rec parameters became which library setting, and which could not.
 
-    Every parameter of the run must end up in exactly one of ``translated``
-    (library setting -> value) or ``not_expressed`` (our parameter -> why);
-    :meth:`check_complete` fails on any parameter left unaccounted for, so
-    nothing is dropped silently.
+    Every parameter of the run must end up in ``translated`` (library setting
+    -> value), ``not_expressed`` (our parameter -> why the library cannot do
+    it) or ``implicit`` (our parameter -> why its value needs no setting: the
+    library already behaves so, or the value has no effect with the run's
+    loss); :meth:`check_complete` fails on any parameter left unaccounted
+    for, so nothing is dropped silently. ``info()`` gives the three dicts for
+    ``adapter_info.json``.
     """
 
     def __init__(self, params: dict):
         self.params = dict(params)
         self.translated: dict[str, object] = {}
         self.not_expressed: dict[str, str] = {}
+        self.implicit: dict[str, str] = {}
         self._seen: set[str] = set()
 
     def get(self, key: str, default=None):
@@ -313,6 +317,11 @@ class Translation:
         self.not_expressed[key] = f"{why} (run's value: {json.dumps(value)})"
         self._seen.add(key)
 
+    def no_setting(self, key: str, why: str) -> None:
+        """Record that parameter ``key``'s value needs no library setting, and why."""
+        self.implicit[key] = f"{why} (run's value: {json.dumps(self.params.get(key))})"
+        self._seen.add(key)
+
     def covered(self, *keys: str) -> None:
         """Mark parameters as accounted for by settings already recorded (e.g. two keys, one setting)."""
         self._seen.update(keys)
@@ -321,6 +330,12 @@ class Translation:
         left = sorted(set(self.params) - self._seen)
         if left:
             raise AdapterError(f"adapter left parameter(s) {left} neither translated nor listed as not expressed")
+
+    def info(self) -> dict:
+        """``translated``, ``not_expressed`` and ``implicit`` for ``adapter_info.json`` (checked complete)."""
+        self.check_complete()
+        return {"translated": dict(self.translated), "not_expressed": dict(self.not_expressed),
+                "implicit": dict(self.implicit)}
 
 
 # --------------------------------------------------------------------------- timing and outputs
