@@ -14,7 +14,7 @@ import pandas as pd
 import pytest
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-pytest.importorskip("tensorflow")
+tf = pytest.importorskip("tensorflow")
 
 from implementations.gru4rec_keras.data import SessionData  # noqa: E402
 from implementations.gru4rec_keras.port import KerasPort  # noqa: E402
@@ -29,6 +29,7 @@ F, T = False, True
 
 def fit(tmp_path, **flaws):
     port = KerasPort(8, {"hidden": 3, "batch_size": 2, "n_epochs": 2, "dropout": 0.0, **flaws}, seed=0)
+    port.item_ids = ITEMS
     port.fit(DATA, tmp_path, progress=False, trace=True)
     return port, [s for s in port.trace if s["epoch"] == 1]
 
@@ -105,3 +106,95 @@ def test_no_eval_reset_carries_state_into_the_next_test_session(default):
     first = bad1.session_id == 1  # the first session starts from zero either way
     pd.testing.assert_frame_equal(bad1[first], good[first])
     assert not bad1[~first][["higher", "ties"]].equals(good[~first][["higher", "ties"]])
+
+
+# ----- details of the public code (pcerdam/KerasGRU4Rec, model/gru4rec.py) -------------------
+def test_session_id_order_serves_sessions_by_id_not_by_start_time(tmp_path):
+    # session 2 starts first in time; by SessionId it is served second
+    df = pd.DataFrame([(1, 1, 500.0), (1, 2, 501.0), (2, 3, 100.0), (2, 4, 101.0), (3, 5, 300.0), (3, 6, 301.0)],
+                      columns=["SessionId", "ItemId", "Time"])
+    items = np.arange(1, 7)
+    by_time = SessionData.from_frame(df, items)
+    assert by_time.session_ids.tolist() == [2, 3, 1]
+    port = KerasPort(6, {"hidden": 3, "batch_size": 1, "n_epochs": 1, "dropout": 0.0,
+                         "flaw_session_id_order": True}, seed=0)
+    assert port.time_sort is False
+    data = SessionData.from_frame(df, items, time_sort=port.time_sort)
+    assert data.session_ids.tolist() == [1, 2, 3]
+    port.item_ids = items
+    port.fit(data, tmp_path, progress=False, trace=True)
+    # one lane: the inputs follow SessionId order: items 1, 3, 5 (the first of sessions 1, 2, 3)
+    assert [int(data.items[s["event"][0]]) + 1 for s in port.trace] == [1, 3, 5]
+    # evaluation also walks the test sessions by SessionId: with one lane and no resets only
+    # the first session served starts from zero state, as it does when evaluated alone
+    port.p["eval_batch_size"], port.p["flaw_no_eval_reset"] = 1, True
+    alone = {sid: port.evaluate(df[df.SessionId == sid]).reset_index(drop=True) for sid in (1, 2)}
+    by_id = port.evaluate(df)
+    pd.testing.assert_frame_equal(by_id[by_id.session_id == 1].reset_index(drop=True), alone[1])
+    port.p["flaw_session_id_order"] = False
+    by_start = port.evaluate(df)
+    pd.testing.assert_frame_equal(by_start[by_start.session_id == 2].reset_index(drop=True), alone[2])
+
+
+def test_carry_state_starts_each_epoch_from_the_last_state(default, tmp_path):
+    port, trace = fit(tmp_path, flaw_carry_state=True)
+    full = port.trace
+    epoch2 = [s for s in full if s["epoch"] == 2]
+    end1 = trace[-1]["state_after"]  # epoch 1 ended with one lane (the batch shrank)
+    start2 = epoch2[0]["state_before"]
+    np.testing.assert_array_equal(start2[:1], end1)
+    np.testing.assert_array_equal(start2[1:], 0)  # the dropped lane starts from zero
+    assert np.any(end1 != 0)
+    # the faithful port starts every epoch from zero
+    default_epoch2 = [s for s in default[0].trace if s["epoch"] == 2]
+    assert np.all(default_epoch2[0]["state_before"] == 0)
+
+
+def test_carry_state_enters_evaluation(tmp_path):
+    port, _ = fit(tmp_path, flaw_carry_state=True)
+    port.p["eval_batch_size"] = 1
+    carried = port.carried.copy()
+    assert carried.shape == (1, 3) and np.any(carried != 0)
+    test = DF[DF.SessionId == 1]  # one session [1, 2, 3]: two scored events
+    ranks = port.evaluate(test)
+    # by hand: the first step runs the GRU from the carried state (numpy, Keras' cuDNN form)
+    w = port.get_weights()
+    H = 3
+    x = w["GRU.kernel"][0] + w["GRU.bias"][0]  # item 1 -> index 0
+    u = carried[0] @ w["GRU.recurrent_kernel"] + w["GRU.bias"][1]
+    sig = lambda v: 1 / (1 + np.exp(-v))  # noqa: E731
+    z, r = sig(x[:H] + u[:H]), sig(x[H:2 * H] + u[H:2 * H])
+    h = z * carried[0] + (1 - z) * np.tanh(x[2 * H:] + r * u[2 * H:])
+    logits = h @ w["dense.kernel"] + w["dense.bias"]
+    target = 1  # item 2
+    assert ranks.higher.iloc[0] == int((logits > logits[target] + 1e-6).sum())
+    port.p["flaw_carry_state"] = False
+    np.testing.assert_array_equal(port.initial_state(1).numpy(), 0)
+
+
+def test_extra_output_unit_is_ranked_against(tmp_path):
+    port = KerasPort(8, {"hidden": 3, "batch_size": 2, "n_epochs": 1, "dropout": 0.0,
+                         "flaw_extra_output_unit": True}, seed=0)
+    assert port.n_units == 9
+    assert port.dense.kernel.shape == (3, 9) and port.gru.kernel.shape == (9, 9)
+    port.item_ids = ITEMS
+    port.fit(DATA, tmp_path, progress=False)
+    bias = port.dense.bias.numpy()[:8]
+    # the phantom unit made the bottom score, then the top one (+-20 on small logits: the
+    # others' softmax stays > 0): on top it outranks every target, one more item above each
+    port.dense.bias.assign(np.r_[bias, -20.0].astype(np.float32))
+    low = port.evaluate(DF)
+    port.dense.bias.assign(np.r_[bias, 20.0].astype(np.float32))
+    high = port.evaluate(DF)
+    np.testing.assert_array_equal(high.higher.to_numpy(), low.higher.to_numpy() + 1)
+    np.testing.assert_array_equal(high.ties.to_numpy(), low.ties.to_numpy())
+    assert KerasPort(8, {"hidden": 3}, seed=0).dense.kernel.shape == (3, 8)
+
+
+def test_published_dropout_value_is_a_parameter():
+    port = KerasPort(8, {"hidden": 3, "dropout": 0.25}, seed=0)
+    x = tf.ones((400, 50))
+    y = port.dropout(x, training=True).numpy()
+    assert port.dropout.p == 0.25
+    assert abs((y == 0).mean() - 0.25) < 0.02  # 20,000 draws: sd of the share 0.003
+    np.testing.assert_allclose(y[y != 0], 1 / 0.75, rtol=1e-6)

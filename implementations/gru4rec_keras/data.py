@@ -1,6 +1,7 @@
 """Session-parallel mini-batches (SPEC.md section 4), in numpy.
 
-Sessions are ordered by the time of their first event. Each of the B lanes
+Sessions are ordered by the time of their first event (``time_sort=False``:
+by SessionId, as the authors' 2016 script and the tutorial port). Each of the B lanes
 holds one session; at every step a lane feeds its current item and targets the
 next one. When a lane's session ends, the next unused session takes the lane
 and that lane's hidden state must be reset -- only at that step. When no
@@ -35,7 +36,7 @@ def item_index(train: pd.DataFrame) -> np.ndarray:
 
 @dataclass
 class SessionData:
-    """Events of one split, grouped by session, sessions in first-event-time order.
+    """Events of one split, grouped by session, sessions in the order they are served.
 
     ``items``: item index of every event, sessions laid out one after the other
     in the order they are served; ``offsets``: start of each session in
@@ -58,9 +59,11 @@ class SessionData:
 
     @classmethod
     def from_frame(cls, df: pd.DataFrame, item_ids: np.ndarray, where: str = "split",
-                   drop_unknown: bool = False) -> "SessionData":
+                   drop_unknown: bool = False, time_sort: bool = True) -> "SessionData":
         """Build from a ``SessionId, ItemId, Time`` frame.
 
+        ``time_sort``: serve sessions by the time of their first event (ties by
+        SessionId); ``False``: in ascending SessionId order.
         ``drop_unknown``: drop events whose item is not in ``item_ids`` and then
         sessions shorter than 2 (evaluation); otherwise an unknown item is an error.
         """
@@ -87,7 +90,10 @@ class SessionData:
         if (lengths < 2).any():
             raise ValueError(f"{where}: {int((lengths < 2).sum())} session(s) shorter than 2 events")
         first_time = df["Time"].to_numpy(dtype=np.float64)[starts]
-        order = np.argsort(first_time, kind="stable")  # ties: ascending SessionId
+        if time_sort:
+            order = np.argsort(first_time, kind="stable")  # ties: ascending SessionId
+        else:
+            order = np.arange(len(starts))  # the frame is sorted by SessionId
         idx = np.concatenate([np.arange(starts[o], starts[o] + lengths[o]) for o in order]) \
             if len(order) else np.zeros(0, np.int64)
         return cls(

@@ -378,25 +378,35 @@ class GRU4Rec:
         """Rank record of ``test``: ``eval_batch_size`` sessions in parallel, each from zero state."""
         data = SessionData.from_frame(test, self.item_ids, where="test", drop_unknown=True)
         return evaluate_sessions(self._rank, self._zero_state, data, self.p["eval_batch_size"],
-                                 reset=True, progress=progress)
+                                 reset="step", progress=progress)
 
 
-def evaluate_sessions(rank_fn, zero_state, data: SessionData, lanes: int, reset: bool = True,
+def evaluate_sessions(rank_fn, initial_state, data: SessionData, lanes: int, reset: str = "step",
                       progress: bool = False) -> pd.DataFrame:
     """Walk ``data`` session-parallel and collect (higher, ties) for every event but the last.
 
     ``rank_fn(H, in_idx, target_idx, reset_mask) -> (higher, ties, H)``;
-    ``reset=False`` skips the state resets (the tutorial port's evaluation flaw).
+    ``initial_state(lanes)``: the state list the walk starts from.
+    ``reset``: ``"step"`` zeroes a lane's state at the step a new session takes it;
+    ``"window"`` (the tutorial port's reset-every-step flaw) repeats that mask on
+    every step of the window; ``"none"`` never resets (the port's early evaluation).
     """
     from tqdm.auto import tqdm
 
-    H = tuple(zero_state(min(lanes, max(data.n_sessions, 1))))
+    if reset not in ("step", "window", "none"):
+        raise ValueError(f"evaluate_sessions: reset must be step, window or none, not {reset!r}")
+    H = tuple(initial_state(min(lanes, max(data.n_sessions, 1))))
     events, highers, tiess = [], [], []
     bar = tqdm(total=data.n_events - data.n_sessions, desc="evaluate", disable=not progress, leave=False)
     for step in session_parallel(data, lanes, min_lanes=1):
         if step.keep is not None:
             H = tuple(tf.gather(h, step.keep) for h in H)
-        mask = step.reset if (reset and step.reset is not None) else np.zeros(len(step.in_idx), bool)
+        if reset == "step" and step.reset is not None:
+            mask = step.reset
+        elif reset == "window":
+            mask = step.window_new
+        else:
+            mask = np.zeros(len(step.in_idx), bool)
         higher, ties, H = rank_fn(H, step.in_idx.astype(np.int32), step.out_idx.astype(np.int32), mask)
         events.append(step.event)
         highers.append(higher.numpy())

@@ -25,8 +25,24 @@ meant to work):
   refilled; the sessions the other lanes still hold are not trained on.
   Off: lanes are dropped one by one and every session is trained to its end.
 
-The fifth known difference, dropout 0.25 in the code against 0.5 in the
-slides, is the ``dropout`` parameter (default 0.5, as the slides).
+Further details of the public code (pcerdam/KerasGRU4Rec, ``model/gru4rec.py``
+at commit 1721877), each a switch:
+
+* ``flaw_session_id_order``: sessions are served in SessionId order
+  (``SessionDataset(time_sort=False)``), in training and evaluation, not by
+  the time of their first event.
+* ``flaw_carry_state``: the GRU is ``stateful=True`` and nothing resets it
+  between epochs or before evaluation: epoch e+1 starts from the state epoch e
+  ended with, and evaluation from the state training ended with. (When the
+  batch has shrunk at the end of an epoch -- only without ``flaw_drop_tail``,
+  which the public code also had -- the surviving lanes' states are carried
+  and the missing lanes start from zero.)
+* ``flaw_extra_output_unit``: ``train_n_items = nunique + 1``: the one-hot input
+  and the softmax have n_items + 1 units; the extra output is never a target,
+  and at evaluation it is one more column the target is ranked against.
+
+The dropout, 0.25 in the code against 0.5 in the slides, is the ``dropout``
+parameter (default 0.5, as the slides; ``dropout: 0.25`` as published).
 """
 from __future__ import annotations
 
@@ -52,7 +68,7 @@ from .train import log_epoch, read_log
 log = logging.getLogger(__name__)
 
 FLAWS = ("flaw_reset_every_step", "flaw_reset_late", "flaw_no_eval_reset", "flaw_epochs_minus_one",
-         "flaw_drop_tail")
+         "flaw_drop_tail", "flaw_session_id_order", "flaw_carry_state", "flaw_extra_output_unit")
 DEFAULTS: dict = {
     "hidden": 100,
     "dropout": 0.5,
@@ -87,9 +103,11 @@ class KerasPort:
         self.n_items, self.seed = int(n_items), int(seed)
         self.item_ids = np.arange(self.n_items, dtype=np.int64)
         self.generator = tf.random.Generator.from_seed(self.seed)
-        self.gru = OneHotLibraryGRU(self.n_items, p["hidden"], seed=self.seed, name="GRU")
+        #: units of the one-hot input and of the softmax (the public code had one more than items)
+        self.n_units = self.n_items + (1 if p["flaw_extra_output_unit"] else 0)
+        self.gru = OneHotLibraryGRU(self.n_units, p["hidden"], seed=self.seed, name="GRU")
         self.dropout = Dropout(p["dropout"], self.generator)
-        self.dense = keras.layers.Dense(self.n_items, activation="softmax", name="dense",
+        self.dense = keras.layers.Dense(self.n_units, activation="softmax", name="dense",
                                         kernel_initializer=keras.initializers.GlorotUniform(seed=self.seed + 2))
         self.dense.build((None, p["hidden"]))
         self.variables = self.gru.trainable_weights + self.dense.trainable_weights
@@ -97,6 +115,8 @@ class KerasPort:
         self.optimizer.build(self.variables)
         self.trace: list[dict] | None = None
         self.epochs_trained = 0
+        #: the state the last epoch ended with (kept for ``flaw_carry_state``)
+        self.carried: np.ndarray | None = None
         self._build_functions()
 
     def _build_functions(self) -> None:
@@ -147,10 +167,25 @@ class KerasPort:
             mask = step.reset if step.reset is not None else none
         return (none, mask) if self.p["flaw_reset_late"] else (mask, none)
 
+    @property
+    def time_sort(self) -> bool:
+        """Whether sessions are served by start time (False: SessionId order, the public code)."""
+        return not self.p["flaw_session_id_order"]
+
+    def initial_state(self, lanes: int) -> tf.Tensor:
+        """The state an epoch or the evaluation starts from: zero, or with
+        ``flaw_carry_state`` the state the last epoch ended with (lanes beyond
+        those it had start from zero; lanes beyond ``lanes`` are cut)."""
+        H = np.zeros((lanes, self.p["hidden"]), np.float32)
+        if self.p["flaw_carry_state"] and self.carried is not None:
+            k = min(lanes, len(self.carried))
+            H[:k] = self.carried[:k]
+        return tf.constant(H)
+
     def run_epoch(self, data: SessionData, epoch: int, progress: bool = False) -> tuple[float, int, int]:
-        """One epoch; returns (mean loss, events, steps)."""
+        """One epoch; returns (loss per training event, events, steps)."""
         p = self.p
-        H = tf.zeros((min(p["batch_size"], data.n_sessions), p["hidden"]), tf.float32)
+        H = self.initial_state(min(p["batch_size"], data.n_sessions))
         loss_sum = tf.zeros((), tf.float32)
         events = steps = 0
         bar = tqdm(total=data.n_events - data.n_sessions, desc=f"port epoch {epoch}", disable=not progress,
@@ -159,17 +194,20 @@ class KerasPort:
             if step.keep is not None:
                 H = tf.gather(H, step.keep)
             before, after = self.reset_masks(step)
+            H_in = H
             loss, H = self._train(H, step.in_idx.astype(np.int32), step.out_idx.astype(np.int32), before, after)
-            loss_sum += loss
+            loss_sum += loss * len(step.in_idx)  # the batch mean back to a sum over the lanes
             if self.trace is not None:
                 self.trace.append({"epoch": epoch, "event": step.event.copy(), "reset_before": before.copy(),
-                                   "reset_after": after.copy(), "state_after": H.numpy()})
+                                   "reset_after": after.copy(), "state_before": H_in.numpy(),
+                                   "state_after": H.numpy()})
             events += len(step.in_idx)
             steps += 1
             if steps % 200 == 0:
                 bar.update(events - bar.n)
         bar.close()
-        return float(loss_sum) / max(steps, 1), events, steps
+        self.carried = H.numpy()
+        return float(loss_sum) / max(events, 1), events, steps
 
     def fit(self, data: SessionData, outdir: Path, threads: int = 1, device: str = "cpu",
             progress: bool = True, trace: bool = False) -> list[dict]:
@@ -191,10 +229,20 @@ class KerasPort:
         return records
 
     def evaluate(self, test: pd.DataFrame, progress: bool = False) -> pd.DataFrame:
-        data = SessionData.from_frame(test, self.item_ids, where="test", drop_unknown=True)
-        zero_state = lambda lanes: [tf.zeros((lanes, self.p["hidden"]), tf.float32)]  # noqa: E731
-        return evaluate_sessions(self._rank_fn, zero_state, data, self.p["eval_batch_size"],
-                                 reset=not self.p["flaw_no_eval_reset"], progress=progress)
+        """Rank record of ``test``. Every test event is scored (the public code's
+        loader also dropped the tail sessions at evaluation; that is not followed,
+        so that rank records stay paired with the other runs'). With
+        ``flaw_reset_every_step`` evaluation reapplies the window mask too, as the
+        public code's shared loader did."""
+        data = SessionData.from_frame(test, self.item_ids, where="test", drop_unknown=True,
+                                      time_sort=self.time_sort)
+        initial = lambda lanes: [self.initial_state(lanes)]  # noqa: E731
+        if self.p["flaw_no_eval_reset"]:
+            reset = "none"
+        else:
+            reset = "window" if self.p["flaw_reset_every_step"] else "step"
+        return evaluate_sessions(self._rank_fn, initial, data, self.p["eval_batch_size"],
+                                 reset=reset, progress=progress)
 
     # ----- persistence -------------------------------------------------------------------------
     def get_weights(self) -> dict[str, np.ndarray]:
@@ -212,7 +260,7 @@ class KerasPort:
 
     def save_weights(self, path) -> None:
         """Keras-layout weights of the port (not the GRU4Rec neutral format: another model)."""
-        meta = {"variant": "port", "hidden": self.p["hidden"], "format": 1}
+        meta = {"variant": "port", "hidden": self.p["hidden"], "units": self.n_units, "format": 1}
         with atomic_path(path) as tmp, open(tmp, "wb") as f:
             np.savez(f, item_ids=self.item_ids, meta=np.array(json.dumps(meta)), **self.get_weights())
 
@@ -226,6 +274,8 @@ class KerasPort:
         arrays = {f"w.{k}": v for k, v in self.get_weights().items()}
         arrays.update({f"opt.{i}": v.numpy() for i, v in enumerate(self.optimizer.variables)})
         arrays["generator"] = self.generator.state.numpy()
+        if self.carried is not None:
+            arrays["carried"] = self.carried
         arrays["info"] = np.array(json.dumps({"epoch": epoch, "key": key}))
         with atomic_path(path) as tmp, open(tmp, "wb") as f:
             np.savez(f, **arrays)
@@ -246,5 +296,6 @@ class KerasPort:
         for i, v in enumerate(self.optimizer.variables):
             v.assign(arrays[f"opt.{i}"])
         self.generator.reset(arrays["generator"])
+        self.carried = arrays.get("carried")
         log.info("port: resuming after epoch %d from %s", info["epoch"], path)
         return int(info["epoch"])

@@ -56,13 +56,13 @@ def run(train: pd.DataFrame, test: pd.DataFrame, params: dict, seed: int, ctx: R
                  variant, seed, ctx.threads, device_name, params)
     item_ids = item_index(train)
     support = item_support(train, item_ids)
-    data = SessionData.from_frame(train, item_ids, where="train")
     with tf.device(device):
         if variant == "port":
             from .port import KerasPort
 
             model = KerasPort(len(item_ids), params, seed)
             model.item_ids = item_ids
+            data = SessionData.from_frame(train, item_ids, where="train", time_sort=model.time_sort)
             model.fit(data, ctx.outdir, threads=ctx.threads, device=device_name, progress=ctx.progress)
             ranks = model.evaluate(test, progress=ctx.progress)
         else:
@@ -71,6 +71,7 @@ def run(train: pd.DataFrame, test: pd.DataFrame, params: dict, seed: int, ctx: R
 
             model = GRU4Rec(len(item_ids), params, seed, support=support)
             model.item_ids = item_ids
+            data = SessionData.from_frame(train, item_ids, where="train", time_sort=model.p["time_sort"])
             train_loop(model, data, ctx.outdir, support=support, threads=ctx.threads,
                        device=device_name, progress=ctx.progress)
             ranks = model.evaluate(test, progress=ctx.progress)
