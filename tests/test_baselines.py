@@ -331,6 +331,47 @@ def test_bprmf_session_is_the_mean_of_its_item_factors():
     assert model.score_block(events, np.array([2]))[0] == pytest.approx([2 / 3, 1 / 3 + 0.5, (4 / 3 + 2 / 3) - 1])
 
 
+def test_bprmf_score_shares_by_hand():
+    # bias (0, 0.5, -1): mean -1/6, Var = (1/36 + 16/36 + 25/36) / 3 = 7/18
+    # factor terms of one event (2/3, 1/3, 2): mean 1, Var = (1/9 + 4/9 + 1) / 3 = 14/27
+    # share of the bias: (7/18) / (7/18 + 14/27) = 3/7; a second event with f = (1, 1, 1): share 1
+    shares = bprmf.ScoreShares(np.array([0, 0.5, -1], dtype=np.float32))
+    shares.add(np.array([[2 / 3, 1 / 3, 2]], dtype=np.float32))
+    shares.add(np.array([[1, 1, 1]], dtype=np.float32))
+    d = shares.result()
+    assert d["score_share_bias"] == pytest.approx((3 / 7 + 1) / 2)
+    assert d["score_share_factors"] == pytest.approx(1 - (3 / 7 + 1) / 2)
+    assert d["sd_bias"] == pytest.approx(math.sqrt(7 / 18))
+    assert d["mean_sd_factors"] == pytest.approx(math.sqrt(14 / 27) / 2)
+    assert d["n_events"] == 2 and "Var_j(b_j)" in d["definition"]
+    # no bias at all: every score comes from the factors; nothing to compare: no share
+    none = bprmf.ScoreShares(np.zeros(3))
+    none.add(np.array([[1.0, 1.0, 1.0]]))
+    assert none.result()["score_share_bias"] is None
+
+
+@pytest.mark.parametrize("quirks", [False, True])
+def test_bprmf_writes_its_score_shares(quirks, tmp_path):
+    train, test = grouped_sessions(200, 0, seed=1), grouped_sessions(20, 10_000, seed=2)
+    ranks_of(bprmf, train, test, {"factors": 4, "n_epochs": 3, "quirks": quirks}, tmp_path)
+    d = json.loads((tmp_path / "diagnostics.json").read_text())
+    # recomputed from the saved weights, one event at a time
+    w = np.load(tmp_path / "weights.npz")
+    events = PredictionEvents.from_test(test, w["item_ids"])
+    counts = events.history_counts(np.arange(len(events))).toarray()
+    shares = []
+    for row in counts:
+        f = (row @ w["item_factors"]) / row.sum() @ w["item_factors"].T
+        shares.append(np.var(w["item_bias"].astype(float)) / (np.var(w["item_bias"].astype(float)) + np.var(f)))
+    assert d["n_events"] == len(events) == 60
+    assert d["score_share_bias"] == pytest.approx(np.mean(shares), rel=1e-4)
+    assert d["score_share_bias"] + d["score_share_factors"] == pytest.approx(1)
+    if quirks:  # the bias is never learned
+        assert d["score_share_bias"] == 0 and d["sd_bias"] == 0
+    else:
+        assert 0 < d["score_share_bias"] < 1
+
+
 def test_bprmf_starts_uniform_within_init_scale_and_without_bias():
     model = bprmf.BPRMF(factors=50, n_epochs=0, init_scale=0.05).fit(grouped_sessions(60, 0, seed=0))
     assert model.item_factors.shape == (20, 50)
