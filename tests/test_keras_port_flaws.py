@@ -198,3 +198,25 @@ def test_published_dropout_value_is_a_parameter():
     assert port.dropout.p == 0.25
     assert abs((y == 0).mean() - 0.25) < 0.02  # 20,000 draws: sd of the share 0.003
     np.testing.assert_allclose(y[y != 0], 1 / 0.75, rtol=1e-6)
+
+
+def test_float32_time_reorders_tied_events_as_the_old_merge_did():
+    from implementations.gru4rec_keras.port import float32_time_order
+
+    t = 1396310400.0  # 2014: float32 spacing is 128 s
+    df = pd.DataFrame([(1, 3, t - 1000.0), (1, 4, t - 900.0),   # item 3 appears first in the file
+                       (2, 5, t + 1.0), (2, 3, t + 11.0),       # 10 s apart: one float32 value
+                       (2, 4, t + 400.0)],                      # 3 float32 steps later: kept after
+                      columns=["SessionId", "ItemId", "Time"])
+    assert np.float32(t + 1.0) == np.float32(t + 11.0) and np.float32(t + 400.0) > np.float32(t + 11.0)
+    got = float32_time_order(df)
+    assert got[got.SessionId == 2].ItemId.tolist() == [3, 5, 4]
+    assert got[got.SessionId == 1].ItemId.tolist() == [3, 4]
+    assert got.Time.tolist()[2:4] == [float(np.float32(t + 1.0))] * 2
+    # with float64 times nothing ties and the click order stands
+    items = np.array([3, 4, 5])
+    plain = SessionData.from_frame(df, items, time_sort=False)
+    assert (items[plain.items] == [3, 4, 5, 3, 4]).all()
+    flawed = SessionData.from_frame(got, items, time_sort=False)
+    assert (items[flawed.items] == [3, 4, 3, 5, 4]).all()
+    assert KerasPort(3, {"flaw_float32_time": True}, seed=0).p["flaw_float32_time"] is True

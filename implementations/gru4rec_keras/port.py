@@ -41,6 +41,18 @@ at commit 1721877), each a switch:
   and the softmax have n_items + 1 units; the extra output is never a target,
   and at evaluation it is one more column the target is ranked against.
 
+* ``flaw_float32_time``: the port's dwell-time script
+  (``preprocess/extractDwellTime.py``) writes the training file with Time cast
+  to float32 (128 s resolution at 2014 unix times), and the port's loader
+  joins the item map with an inner ``pd.merge`` before sorting by
+  (SessionId, Time). Under the pandas the port pinned (1.0.5; pandas < 2.2) an
+  inner merge with repeated keys returns the rows grouped by key in order of
+  first appearance (pandas 2.2.0 release notes, "merge() and DataFrame.join()
+  now consistently follow documented sort behavior"), so events of a session
+  whose float32 times tie end up in the order their items first appear in the
+  file, not in click order. Training split only (the script augments train only).
+  :func:`float32_time_order` reproduces that order.
+
 The dropout, 0.25 in the code against 0.5 in the slides, is the ``dropout``
 parameter (default 0.5, as the slides; ``dropout: 0.25`` as published).
 """
@@ -68,7 +80,8 @@ from .train import log_epoch, read_log
 log = logging.getLogger(__name__)
 
 FLAWS = ("flaw_reset_every_step", "flaw_reset_late", "flaw_no_eval_reset", "flaw_epochs_minus_one",
-         "flaw_drop_tail", "flaw_session_id_order", "flaw_carry_state", "flaw_extra_output_unit")
+         "flaw_drop_tail", "flaw_session_id_order", "flaw_carry_state", "flaw_extra_output_unit",
+         "flaw_float32_time")
 DEFAULTS: dict = {
     "hidden": 100,
     "dropout": 0.5,
@@ -79,6 +92,17 @@ DEFAULTS: dict = {
     **{flaw: False for flaw in FLAWS},
 }
 CHECKPOINT = "checkpoint.npz"
+
+
+def float32_time_order(train: pd.DataFrame) -> pd.DataFrame:
+    """The training events as the public port read a file from its dwell-time script:
+    Time cast to float32, rows grouped by ItemId in order of first appearance (the
+    pandas < 2.2 inner merge), then stably sorted by (SessionId, Time)."""
+    df = train[["SessionId", "ItemId", "Time"]].sort_values(["SessionId", "Time"], kind="stable")
+    df = df.assign(Time=df["Time"].to_numpy().astype(np.float32).astype(np.float64))
+    first_seen = pd.factorize(df["ItemId"])[0]
+    df = df.iloc[np.argsort(first_seen, kind="stable")]
+    return df.sort_values(["SessionId", "Time"], kind="stable").reset_index(drop=True)
 
 
 def parse_params(params: dict | None) -> dict:

@@ -62,6 +62,10 @@ def run(train: pd.DataFrame, test: pd.DataFrame, params: dict, seed: int, ctx: R
 
             model = KerasPort(len(item_ids), params, seed)
             model.item_ids = item_ids
+            if model.p["flaw_float32_time"]:
+                from .port import float32_time_order
+
+                train = float32_time_order(train)
             data = SessionData.from_frame(train, item_ids, where="train", time_sort=model.time_sort)
             model.fit(data, ctx.outdir, threads=ctx.threads, device=device_name, progress=ctx.progress)
             ranks = model.evaluate(test, progress=ctx.progress)
