@@ -1,8 +1,10 @@
 """The paper tables, built from a tiny hand-made results folder whose numbers are known.
 
 The fake test set has 40 sessions (ids 100-139) with 2 predicted events each
-(80 events). Every run is a constant conservative rank (higher + ties + 1)
-over those events unless said otherwise, so Recall@20 and MRR@20 follow by hand.
+(80 events). Every run is a constant rank over those events unless said
+otherwise: ``ranks_of(r, ties=t)`` gives conservative rank r with t of its items
+tied (optimistic rank r - t), so every protocol's Recall@20 and MRR@20 follow
+by hand.
 """
 import json
 import math
@@ -11,10 +13,14 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from gru4rec_repro import atomic, tables
+from gru4rec_repro import atomic, paper, tables
 from gru4rec_repro.evaluation import metrics_from_ranks
+from gru4rec_repro.tables import claims as claims_mod
+from gru4rec_repro.tables.common import SAME_LEVEL, relative_difference
+from gru4rec_repro.tables.protocols import largest_gap
 
 SESSIONS = range(100, 140)
+Z = 1.959963984540054
 
 
 def ranks_of(rank, sessions=SESSIONS, events=2, targets=None, ties=0):
@@ -44,11 +50,15 @@ def epochs(seconds, losses=None):
 
 
 RUNS = {
-    "pop": "pop", "iknn": "iknn", "torch-xe-2016": "gru4rec_torch", "torch-top1-2016": "gru4rec_torch",
+    "pop": "pop", "iknn": "iknn", "bprmf": "bprmf",
+    "torch-xe-2016": "gru4rec_torch", "torch-top1-2016": "gru4rec_torch", "torch-bpr-2016": "gru4rec_torch",
     "torch-xe": "gru4rec_torch", "keras-xe": "gru4rec_keras",
     "torch-bprmax": "gru4rec_torch", "keras-bprmax": "gru4rec_keras",
+    "torch-top1": "gru4rec_torch", "torch-top1max": "gru4rec_torch", "torch-bpr": "gru4rec_torch",
+    "torch-xe-best": "gru4rec_torch",
     "torch-dwell75-train": "gru4rec_torch", "torch-dwell75-traintest": "gru4rec_torch",
-    "keras-port": "gru4rec_keras", "keras-port-flaw-drop-tail": "gru4rec_keras",
+    "keras-port": "gru4rec_keras", "keras-port-as-published": "gru4rec_keras",
+    "keras-port-flaw-drop-tail": "gru4rec_keras",
 }
 
 
@@ -57,35 +67,57 @@ def config(runs=RUNS, seeds=(1, 2)):
             "seeds": list(seeds), "study": {"equivalence_margin": 0.02, "n_boot": 200}}
 
 
+def one_off(base, other):
+    """Rank ``base`` everywhere but ``other`` at session 100, position 0."""
+    return ranks_of(lambda s, p: other if (s, p) == (100, 0) else base)
+
+
 def make_results(root):
     """Write the fake results folder under ``root`` (= results/<dataset>) and return it."""
     # POP: rank 1 at position 0 of the first 10 sessions, rank 50 elsewhere -> R = M = 10/80
     write_run(root, "pop", 1, ranks_of(lambda s, p: 1 if (s < 110 and p == 0) else 50),
               log=[{"epoch": 1, "loss": None, "seconds": 0.5}])
-    # Item-KNN: nothing above, 4 ties -> conservative rank 5: R = 1, M = 0.2
+    # Item-KNN: nothing above, 4 ties -> conservative rank 5 (R 1, M 0.2), optimistic rank 1
     write_run(root, "iknn", 1, ranks_of(5, ties=4))
+    # BPR-MF: rank 30 -> 0 everywhere; its diagnostics say 80% of the score is the bias
+    write_run(root, "bprmf", 1, ranks_of(30))
+    atomic.write_json({"score_share_bias": 0.8, "score_share_factors": 0.2},
+                      root / "runs/bprmf/seed1/diagnostics.json")
     # GRU4Rec 2016 xe: seed 1 rank 2, seed 2 rank 4 -> M per seed 0.5 and 0.25
     write_run(root, "torch-xe-2016", 1, ranks_of(2), epochs([1.0, 1.0]))
     write_run(root, "torch-xe-2016", 2, ranks_of(4), epochs([1.0, 1.0]))
     write_run(root, "torch-top1-2016", 1, ranks_of(3), epochs([1.0]))
+    # BPR 2016: rank 1 in sessions 100-123 (48 of 80 events), rank 50 elsewhere -> R 0.6
+    write_run(root, "torch-bpr-2016", 1, ranks_of(lambda s, p: 1 if s < 124 else 50), epochs([1.0]))
     # torch-xe and keras-xe: the same records -> difference 0
     same = ranks_of(lambda s, p: 1 if s % 2 == 0 else 30)
     for seed, (ts, ks) in {1: ([2, 4], [6, 6]), 2: ([3, 3], [9, 9])}.items():
         write_run(root, "torch-xe", seed, same, epochs(ts))
         write_run(root, "keras-xe", seed, same, epochs(ks, [2.0, 1.5]))
-    # bprmax: torch always first, keras never in the top 20
+    # bprmax: torch always first, keras never in the top 20; BPR the same as BPR-max
     for seed in (1, 2):
         write_run(root, "torch-bprmax", seed, ranks_of(1), epochs([1.0]))
         write_run(root, "keras-bprmax", seed, ranks_of(100), epochs([1.0]))
+        write_run(root, "torch-bpr", seed, ranks_of(1), epochs([1.0]))
+    # TOP1-max far above TOP1, both with a little seed spread
+    write_run(root, "torch-top1max", 1, ranks_of(1), epochs([1.0]))
+    write_run(root, "torch-top1max", 2, one_off(1, 2), epochs([1.0]))
+    write_run(root, "torch-top1", 1, ranks_of(3), epochs([1.0]))
+    write_run(root, "torch-top1", 2, one_off(3, 2), epochs([1.0]))
+    # README-best xe: rank 1 in 15 sessions (30 of 80 events), rank 9 elsewhere
+    best = ranks_of(lambda s, p: 1 if s < 115 else 9)
+    for seed in (1, 2):
+        write_run(root, "torch-xe-best", seed, best, epochs([1.0]))
     # dwell: train-only on the original test set; train+test on a boosted one where
     # every session is [a, a, b] -> half of the targets after position 0 repeat their input
     write_run(root, "torch-dwell75-train", 1, ranks_of(2), epochs([1.0]))
     boosted = ranks_of(1, events=3, targets=lambda s, p: 7 * s if p < 2 else 7 * s + 1)
     write_run(root, "torch-dwell75-traintest", 1, boosted, epochs([1.0]))
-    # Keras port: rank 10; the drop-tail flaw misses the last session and puts
-    # sessions 120-138 at rank 1000
+    # Keras port: rank 10; as published rank 20 (seed 1) and 40 (seed 2); the drop-tail
+    # flaw misses the last session and puts sessions 120-138 at rank 1000
     for seed in (1, 2):
         write_run(root, "keras-port", seed, ranks_of(10), epochs([5.0]))
+        write_run(root, "keras-port-as-published", seed, ranks_of(20 * seed), epochs([5.0]))
         flaw = ranks_of(lambda s, p: 10 if s < 120 else 1000, sessions=range(100, 139))
         write_run(root, "keras-port-flaw-drop-tail", seed, flaw, epochs([4.0]))
     return root
@@ -109,31 +141,112 @@ def row(df, **where):
     return df[mask].iloc[0]
 
 
-def test_baselines_table_holds_paper_ours_and_difference(built):
+# ------------------------------------------------------------------------ package
+
+def test_every_family_module_is_discovered():
+    assert set(tables.TABLES) >= {"baselines", "iclr2016", "losses", "authors_current", "dwell",
+                                  "frameworks", "keras_port", "protocols", "claims"}
+    assert tables.TABLES[:3] == ("baselines", "iclr2016", "losses")
+    with pytest.raises(ValueError, match="unknown table 'pie'"):
+        tables.build_table("pie", ".", config(), "tiny")
+
+
+# ---------------------------------------------------------------- published numbers
+
+def test_every_published_number_has_source_setting_and_protocol():
+    for (table, row_key), pub in paper.PUBLISHED.items():
+        assert pub.source and pub.setting and pub.protocol, (table, row_key)
+        assert pub.policy in ("paper2016", "conservative"), (table, row_key)
+        assert pub.source in pub.cite() and pub.protocol in pub.cite()
+    # the tutorial's GRU4Rec row is its own loss table's cross-entropy row, not ICLR 2016
+    gru = paper.published("baselines", "GRU4Rec")
+    assert (gru.recall, gru.mrr) == (0.5781, 0.2375)
+    assert "ICLR" not in gru.source and "tutorial" in gru.protocol
+    assert paper.published("iclr2016", "cross-entropy, 1000 units").mrr == 0.2153
+    # the Keras port publishes no numbers (SPEC.md section 5)
+    assert not paper.rows_of("keras_port")
+    best = paper.published("authors_current", "cross-entropy, README best")
+    assert best.policy == "conservative" and best.get("recall", 5) == 0.4906 and best.get("mrr", 10) == 0.3130
+    assert math.isnan(paper.published("authors_current", "BPR-max, no embedding").get("recall", 5))
+
+
+def test_relative_difference_and_the_same_level_mark():
+    assert relative_difference(0.6, 0.6069) == pytest.approx(0.6 / 0.6069 - 1)
+    assert math.isnan(relative_difference(0.2, 0.0050))  # published below 0.01: not printed
+    assert SAME_LEVEL == 0.05
+
+
+# ------------------------------------------------------------------------ tables
+
+def test_baselines_show_paper_protocol_random_ties_and_conservative(built):
     df = built["baselines"]
-    assert list(df["method"]) == ["POP", "Item-KNN", "GRU4Rec"]  # S-POP and BPR-MF are not configured
-    pop = row(df, method="POP")
-    assert pop["recall_mean"] == pytest.approx(10 / 80) and pop["n_seeds"] == 1
-    assert pop["paper_recall"] == 0.0050
-    assert pop["recall_diff"] == pytest.approx(10 / 80 - 0.0050)
-    assert math.isnan(pop["recall_sd"])
-    knn = row(df, method="Item-KNN")
-    assert knn["recall_mean"] == 1.0 and knn["mrr_mean"] == pytest.approx(0.2)  # conservative ties
-    gru = row(df, method="GRU4Rec")
-    assert gru["run"] == "torch-xe-2016" and gru["n_seeds"] == 2
-    assert gru["mrr_mean"] == pytest.approx(0.375)
-    assert gru["mrr_sd"] == pytest.approx(np.std([0.5, 0.25], ddof=1))
-    assert gru["mrr_diff"] == pytest.approx(0.375 - 0.2375)
+    assert list(df["run"]) == ["pop", "iknn", "bprmf", "torch-xe"]
+    pop = row(df, run="pop")
+    assert pop["paper_recall"] == 0.0050 and pop["paper_protocol"] == "paper2016"
+    assert pop["recall_ours"] == pytest.approx(10 / 80) and pop["n_seeds"] == 1
+    assert math.isnan(pop["recall_rel_diff"]) and not pop["recall_same_level"]  # 0.0050 < 0.01
+    # one seed: CI over test sessions only. Sessions 100-109 sum 1 of n_s = 2, others 0.
+    se = math.sqrt((10 * (1 - 0.25) ** 2 + 30 * 0.25 ** 2) / (40 * 39)) / 2
+    assert (pop["recall_ci_low"], pop["recall_ci_high"]) == pytest.approx((0.125 - Z * se, 0.125 + Z * se))
+    knn = row(df, run="iknn")
+    # 4 ties above nothing: 2016 cut (optimistic rank 1) 1 / 1; random ranks 1..5 uniform;
+    # conservative rank 5
+    assert (knn["recall_ours"], knn["mrr_ours"]) == (1.0, 1.0)
+    assert knn["mrr_ours_paper2016_random"] == pytest.approx((1 + 1 / 2 + 1 / 3 + 1 / 4 + 1 / 5) / 5)
+    assert knn["mrr_ours_conservative"] == pytest.approx(0.2)
+    assert knn["recall_rel_diff"] == pytest.approx(1 / 0.5065 - 1)
+    gru = row(df, run="torch-xe")
+    assert gru["paper_recall"] == 0.5781 and gru["method"] == "GRU4Rec (tutorial's row)"
 
 
-def test_losses_table_has_a_column_per_framework(built):
+def test_baselines_notes_print_the_bprmf_score_shares(results, tmp_path):
+    tables.make_table("baselines", results, config(), "tiny", tmp_path)
+    md = (tmp_path / "baselines.md").read_text()
+    assert "item bias 80.0%, from the factors 20.0%" in md
+    assert "ICLR 2016 (Hidasi et al.), Table 1" in md and "not an ICLR 2016 number" in md
+
+
+def test_iclr2016_marks_ours_within_five_percent(built):
+    df = built["iclr2016"]
+    assert list(df["run"]) == ["pop", "iknn", "bprmf", "torch-top1-2016", "torch-bpr-2016", "torch-xe-2016"]
+    bpr = row(df, run="torch-bpr-2016")
+    assert bpr["recall_ours"] == pytest.approx(0.6) and bpr["paper_recall"] == 0.6069
+    assert bpr["recall_same_level"] and bpr["recall_rel_diff"] == pytest.approx(0.6 / 0.6069 - 1)
+    assert not bpr["mrr_same_level"]  # 0.6 vs 0.2407
+    xe = row(df, run="torch-xe-2016")
+    # seeds rank 2 and rank 4; the 2016 cut keeps both (< 20): MRR 0.5 and 0.25
+    assert xe["mrr_ours"] == pytest.approx(0.375) and xe["n_seeds"] == 2
+    se_seeds = np.std([0.5, 0.25], ddof=1) / math.sqrt(2)  # every session alike: SE_sessions = 0
+    assert xe["mrr_ci_high"] - xe["mrr_ours"] == pytest.approx(Z * se_seeds)
+
+
+def test_iclr2016_display_marks_the_same_level(results):
+    t = tables.build_table("iclr2016", results, config(), "tiny")
+    cell = t.display.loc[t.data["run"] == "torch-bpr-2016", "R@20 rel. diff"].item()
+    assert cell == "-1.1% ≈"
+
+
+def test_authors_current_uses_conservative_and_the_readme_cutoffs(built):
+    df = built["authors_current"]
+    assert list(df["run"]) == ["torch-xe-best", "torch-bprmax", "keras-bprmax"]
+    best = row(df, run="torch-xe-best")
+    assert best["paper_protocol"] == "conservative"
+    # rank 1 in 30 of 80 events, rank 9 elsewhere
+    assert best["recall@1_ours"] == pytest.approx(30 / 80) and best["paper_recall@1"] == 0.1845
+    assert best["recall@5_ours"] == pytest.approx(30 / 80) and best["recall@10_ours"] == 1.0
+    assert best["mrr@10_ours"] == pytest.approx((30 + 50 / 9) / 80)
+    assert best["mrr_ours"] == best["mrr_ours_conservative"]
+    bm = row(df, run="torch-bprmax")
+    assert math.isnan(bm["paper_recall@5"]) and bm["paper_recall"] == 0.7261
+
+
+def test_losses_rows_per_framework(built):
     df = built["losses"]
-    assert list(df["loss"]) == ["cross-entropy", "BPR-max"]
-    xe = row(df, loss="cross-entropy")
-    assert xe["torch_recall_mean"] == 0.5 and xe["keras_recall_mean"] == 0.5
-    assert xe["torch_recall_diff"] == pytest.approx(0.5 - 0.5781)
-    bm = row(df, loss="BPR-max")
-    assert bm["keras_mrr_mean"] == 0.0 and bm["torch_mrr_mean"] == 1.0
+    assert list(df["run"]) == ["torch-xe", "keras-xe", "torch-top1", "torch-bpr", "torch-top1max",
+                               "torch-bprmax", "keras-bprmax"]
+    xe = row(df, run="keras-xe")
+    assert xe["recall_ours"] == 0.5 and xe["framework"] == "Keras" and xe["loss"] == "cross-entropy"
+    assert row(df, run="keras-bprmax")["mrr_ours"] == 0.0
 
 
 def test_frameworks_identical_runs_are_equivalent(built):
@@ -155,26 +268,108 @@ def test_frameworks_large_gap_is_different(built):
     assert bm["gap_exceeds_seed_spread"]
 
 
-def test_dwell_table_shows_both_boostings_and_the_leak(built):
+def test_paired_comparison_of_runs_on_different_events_is_refused(tmp_path):
+    write_run(tmp_path, "torch-xe", 1, ranks_of(1))
+    write_run(tmp_path, "keras-xe", 1, ranks_of(1, sessions=range(100, 130)))
+    cfg = config({"torch-xe": "gru4rec_torch", "keras-xe": "gru4rec_keras"}, seeds=(1,))
+    with pytest.raises(ValueError, match="'keras-xe' and 'torch-xe'.*not on the same test events"):
+        tables.build_table("frameworks", tmp_path, cfg, "tiny")
+
+
+def test_dwell_rows_per_boosting_and_the_measured_leak(built, results, tmp_path):
     df = built["dwell"]
-    assert list(df["method"]) == ["GRU4Rec", "GRU4Rec, dwell threshold 75", "GRU4Rec with sampling"]
-    d75 = row(df, method="GRU4Rec, dwell threshold 75")
-    assert d75["train_mrr_mean"] == 0.5 and d75["traintest_mrr_mean"] == 1.0
-    assert d75["traintest_mrr_diff"] == pytest.approx(1.0 - 0.5834)
-    assert d75["train_repeat_share"] == 0.0 and d75["traintest_repeat_share"] == 0.5
-    base = row(df, method="GRU4Rec")
-    assert base["run_train"] == base["run_traintest"] == "torch-top1-2016"
+    assert list(df["run"]) == ["torch-top1-2016", "torch-dwell75-train", "torch-dwell75-traintest",
+                               "torch-bprmax"]
+    train = row(df, run="torch-dwell75-train")
+    tt = row(df, run="torch-dwell75-traintest")
+    assert train["mrr_ours"] == 0.5 and tt["mrr_ours"] == 1.0
+    assert train["repeat_share"] == 0.0 and tt["repeat_share"] == 0.5
+    assert tt["paper_mrr"] == 0.5834
+    tables.make_table("dwell", results, config(), "tiny", tmp_path)
+    md = (tmp_path / "dwell.md").read_text()
+    assert ("targets equal to the input item 0.0% of 80 test events with train-only boosting "
+            "(torch-dwell75-train) vs 50.0% of 120 with train+test boosting") in md
+    assert "MRR@20 (2016 cut) 0.5000 vs 1.0000" in md
 
 
-def test_keras_port_changes_are_measured_on_common_events(built):
+def test_keras_port_as_published_and_flaws_against_the_port(built):
     df = built["keras_port"]
-    assert list(df["run"]) == ["keras-port", "keras-port-flaw-drop-tail"]
+    assert list(df["run"]) == ["keras-port", "keras-port-as-published", "keras-port-flaw-drop-tail"]
+    pub = row(df, run="keras-port-as-published")
+    # seed 1 rank 20 (MRR 0.05), seed 2 rank 40 (R 0): paired against rank 10 everywhere
+    assert pub["recall_mean"] == 0.5 and pub["recall_change"] == pytest.approx(-0.5)
+    assert pub["mrr_change"] == pytest.approx(0.025 - 0.1) and pub["paired"]
+    # the seed-level test as in the frameworks table: port seeds are identical (sd 0)
+    assert pub["recall_gap_exceeds_seed_spread"] is not None
+    assert not math.isnan(pub["recall_welch_p"])
     flaw = row(df, run="keras-port-flaw-drop-tail")
+    # different test events: compared UNPAIRED on each side's own events
+    assert not flaw["paired"]
     assert flaw["recall_mean"] == pytest.approx(40 / 78)
     assert flaw["recall_change"] == pytest.approx(40 / 78 - 1)
-    assert flaw["recall_ci_high"] < 0 and flaw["recall_p_adj"] < 0.05
+    assert flaw["recall_change_ci_high"] < 0 and flaw["recall_p_adj"] < 0.05
     assert math.isnan(row(df, run="keras-port")["recall_change"])
 
+
+def test_protocols_table_every_run_and_the_largest_gap(built):
+    df = built["protocols"]
+    assert list(dict.fromkeys(df["run"])) == list(RUNS)
+    knn = row(df, run="iknn", metric="mrr@20")
+    assert knn["conservative"] == pytest.approx(0.2) and knn["median"] == pytest.approx(1 / 3)
+    assert knn["random"] == pytest.approx((1 + 1 / 2 + 1 / 3 + 1 / 4 + 1 / 5) / 5)
+    assert knn["optimistic"] == 1.0 and knn["paper2016"] == 1.0
+    assert knn["paper2016_random"] == pytest.approx(knn["random"])  # all tied ranks are < 20
+    assert knn["largest_gap"] == pytest.approx((1 - 0.2) / 0.2)
+    assert (knn["lowest"], knn["highest"]) == ("conservative", "optimistic")
+    assert largest_gap([0.0, 0.5]) != largest_gap([0.0, 0.5])  # NaN when the smallest is 0
+    # rank 20 exactly: counted by today's protocols, not by the 2016 cut
+    pub = row(df, run="keras-port-as-published", metric="recall@20")
+    assert pub["conservative"] == 0.5 and pub["paper2016"] == 0.0
+
+
+def test_claims_verdicts_follow_the_rule(built):
+    df = built["claims"]
+    top1 = row(df, a="torch-top1max", b="torch-top1", metric="mrr")
+    assert top1["claimed_rel"] == pytest.approx(0.3045 / 0.2367 - 1)
+    assert top1["paired"] and top1["seed_test"] == "Welch"
+    assert top1["ci_low"] > 0 and top1["p_adj"] < 0.05 and top1["seed_p_adj"] < 0.05
+    assert top1["verdict"] == "holds"
+    same = row(df, a="torch-bprmax", b="torch-bpr", metric="recall")
+    assert same["diff"] == 0 and same["verdict"] == "contradicted"  # no effect (equivalent)
+    iclr = row(df, claim="ICLR 2016: best GRU4Rec > Item-KNN", metric="mrr")
+    assert iclr["a"] == "torch-bpr-2016" and iclr["claimed_rel"] == 0.30  # best MRR under the 2016 cut
+    assert iclr["seed_test"] == "none (one seed each)"
+    assert iclr["ci_high"] < 0 and iclr["verdict"] == "contradicted"  # 0.6 vs Item-KNN's 1.0
+    dwell_tt = row(df, a="torch-dwell75-traintest", metric="mrr")
+    assert not dwell_tt["paired"]
+    for r in df.itertuples():  # the verdict column follows the rule, row by row
+        if r.verdict == "holds":
+            assert r.ci_low > 0 and r.p_adj < 0.05
+            assert math.isnan(r.seed_p_adj) or r.seed_p_adj < 0.05
+        elif r.verdict == "inconclusive":
+            assert not (r.ci_low > 0 and r.p_adj < 0.05 and (math.isnan(r.seed_p_adj) or r.seed_p_adj < 0.05))
+
+
+def test_claim_verdict_rule_branches():
+    c = {"ci95": (0.01, 0.03)}
+    nan = float("nan")
+    assert claims_mod.claim_verdict(c, +1, 0.001, nan, False)[0] == "holds"
+    assert claims_mod.claim_verdict(c, +1, 0.001, 0.2, False)[0] == "inconclusive"  # seeds do not confirm
+    assert claims_mod.claim_verdict(c, +1, 0.2, nan, False)[0] == "inconclusive"
+    assert claims_mod.claim_verdict(c, -1, 0.001, 0.01, False)[0] == "contradicted"
+    assert claims_mod.claim_verdict({"ci95": (-0.001, 0.002)}, +1, 0.5, nan, True)[0] == "contradicted"
+    assert claims_mod.claim_verdict({"ci95": (-0.001, 0.002)}, +1, 0.5, nan, False)[0] == "inconclusive"
+
+
+def test_seed_level_p_picks_the_test():
+    p, name = claims_mod.seed_level_p([0.5, 0.6, 0.7], [0.2])
+    assert name == "one-sample t" and p == pytest.approx(
+        __import__("scipy").stats.ttest_1samp([0.5, 0.6, 0.7], 0.2).pvalue)
+    assert claims_mod.seed_level_p([0.5, 0.6], [0.1, 0.2])[1] == "Welch"
+    assert math.isnan(claims_mod.seed_level_p([0.5], [0.1])[0])
+
+
+# ----------------------------------------------------------------------- writing
 
 def test_written_tables_carry_their_notes(results, tmp_path):
     tables.write_tables(results, config(), "tiny", tmp_path)
@@ -183,22 +378,28 @@ def test_written_tables_carry_their_notes(results, tmp_path):
             assert (tmp_path / f"{name}.{ext}").stat().st_size > 0
     md = (tmp_path / "frameworks.md").read_text()
     assert "| Setting" in md and "conservative tie policy" in md and "Holm" in md
-    assert "not RSC15" in md and "mean ± sd" in md
-    assert "\\toprule" in (tmp_path / "frameworks.tex").read_text()
-    assert "leak" in (tmp_path / "dwell.md").read_text()
+    assert "covering test sessions and seeds together" in md
+    tex = (tmp_path / "frameworks.tex").read_text()
+    assert "\\begin{table}" in tex and "\\toprule" in tex and "\\label{tab:frameworks}" in tex
+    assert "\\caption{" in tex
     csv = pd.read_csv(tmp_path / "baselines.csv")
-    assert csv.loc[csv["method"] == "POP", "recall_mean"].item() == pytest.approx(0.125)
+    assert csv.loc[csv["method"] == "POP", "recall_ours"].item() == pytest.approx(0.125)
+    assert "Verdict rule" in (tmp_path / "claims.md").read_text()
 
 
 def test_paper_note_only_off_rsc15(results, tmp_path):
     tables.make_table("baselines", results, config(), "rsc15", tmp_path)
     assert "not RSC15" not in (tmp_path / "baselines.md").read_text()
+    tables.make_table("baselines", results, config(), "tiny", tmp_path)
+    assert "not RSC15" in (tmp_path / "baselines.md").read_text()
 
 
 def test_table_without_configured_runs_is_written_empty(results, tmp_path):
-    df = tables.make_table("frameworks", results, config({"pop": "pop"}), "tiny", tmp_path)
-    assert df.empty
-    assert "No run of this table" in (tmp_path / "frameworks.md").read_text()
+    only = config({"keras-xe": "gru4rec_keras"})  # in no table but protocols
+    for name in ("frameworks", "iclr2016", "authors_current", "claims", "keras_port", "baselines"):
+        df = tables.make_table(name, results, only, "tiny", tmp_path)
+        assert df.empty, name
+        assert "No run of this table" in (tmp_path / f"{name}.md").read_text()
 
 
 def test_configured_run_without_files_is_an_error(results, tmp_path):
@@ -215,6 +416,15 @@ def test_stale_metrics_file_is_an_error(tmp_path):
     write_run(tmp_path, "pop", 1, ranks_of(1))
     atomic.write_json(metrics_from_ranks(ranks_of(50)), tmp_path / "runs/pop/seed1/metrics.json")
     with pytest.raises(ValueError, match="disagrees"):
+        tables.build_table("baselines", tmp_path, config({"pop": "pop"}), "tiny")
+
+
+def test_stale_random_protocol_is_an_error(tmp_path):
+    write_run(tmp_path, "pop", 1, ranks_of(5, ties=4))
+    m = metrics_from_ranks(ranks_of(5, ties=4))
+    m["random"]["recall@20"] = 0.5
+    atomic.write_json(m, tmp_path / "runs/pop/seed1/metrics.json")
+    with pytest.raises(ValueError, match="random recall@20 0.5 disagrees"):
         tables.build_table("baselines", tmp_path, config({"pop": "pop"}), "tiny")
 
 

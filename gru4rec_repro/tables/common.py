@@ -26,7 +26,7 @@ import pandas as pd
 
 from .. import paper, stats
 from ..contract import validate_ranks
-from ..evaluation import DEFAULT_POLICY, per_event
+from ..evaluation import DEFAULT_POLICY, POLICIES, per_event
 
 log = logging.getLogger(__name__)
 
@@ -91,20 +91,26 @@ def read_train_log(path: Path) -> pd.DataFrame:
 
 
 def _check_metrics_file(path: Path, ranks: pd.DataFrame) -> None:
-    """metrics.json must agree with ranks.parquet (catches stale files)."""
+    """metrics.json must agree with ranks.parquet (catches stale files).
+
+    Checked at cut-off 20 for every protocol the file holds.
+    """
     try:
         saved = json.loads(path.read_text())
     except json.JSONDecodeError as e:
         raise ValueError(f"{path}: not valid JSON ({e.msg})") from None
-    value = saved.get(DEFAULT_POLICY, {}).get("recall@20") if isinstance(saved, dict) else None
-    if value is None:
-        return
-    ours = float(per_event(ranks, 20, DEFAULT_POLICY)["hit"].mean()) if len(ranks) else 0.0
-    if abs(ours - float(value)) > 1e-9:
-        raise ValueError(
-            f"{path}: recall@20 {value} disagrees with ranks.parquet next to it ({ours}); "
-            "a stale file? Re-run the metrics step."
-        )
+    if not isinstance(saved, dict):
+        raise ValueError(f"{path}: expected a JSON object of protocols")
+    for policy in POLICIES:
+        value = (saved.get(policy) or {}).get("recall@20")
+        if value is None:
+            continue
+        ours = float(per_event(ranks, 20, policy)["hit"].mean()) if len(ranks) else 0.0
+        if abs(ours - float(value)) > 1e-9:
+            raise ValueError(
+                f"{path}: {policy} recall@20 {value} disagrees with ranks.parquet next to it "
+                f"({ours}); a stale file? Re-run the metrics step."
+            )
 
 
 class Study:
@@ -131,6 +137,7 @@ class Study:
         self.policy = DEFAULT_POLICY
         self.progress = progress
         self._runs: dict[str, RunResults] = {}
+        self._cache: dict = {}
 
     @property
     def is_paper_data(self) -> bool:
@@ -166,20 +173,60 @@ class Study:
         log.info("loaded %s: seeds %s, %d events", name, seeds, len(ranks[0]))
         return RunResults(name, seeds, ranks, logs)
 
-    def summary(self, run: str, metric: str) -> tuple[float, float, int]:
-        return stats.seed_summary(self.run(run).per_seed(metric, self.k, self.policy))
+    def summary(self, run: str, metric: str, policy: str | None = None,
+                k: int | None = None) -> tuple[float, float, int]:
+        """Mean, sd and number of the run's per-seed metric (default: conservative, @20)."""
+        return stats.seed_summary(self.run(run).per_seed(metric, k or self.k, policy or self.policy))
 
-    def compare(self, run_a: str, run_b: str, metric: str, seed: int = 0) -> dict:
-        """Paired comparison a - b (seeds averaged per event) plus the seed gap test."""
+    def ci(self, run: str, metric: str, policy: str | None = None, k: int | None = None) -> dict:
+        """:func:`gru4rec_repro.stats.run_ci` of the run (cached)."""
+        key = ("ci", run, metric, policy or self.policy, k or self.k)
+        if key not in self._cache:
+            self._cache[key] = stats.run_ci(self.run(run).ranks, metric, k or self.k, policy or self.policy)
+        return self._cache[key]
+
+    def same_events(self, run_a: str, run_b: str) -> bool:
+        """Whether two runs were scored on the same test events (first seeds compared)."""
+        return stats.same_events(self.run(run_a).ranks[0], self.run(run_b).ranks[0])
+
+    def compare(self, run_a: str, run_b: str, metric: str, seed: int = 0,
+                policy: str | None = None, unpaired_ok: bool = False) -> dict:
+        """Comparison a - b (seeds averaged per event) plus the seed gap test.
+
+        Paired over the same test events; records on different events are an
+        error naming both runs, unless ``unpaired_ok`` (a comparison whose test
+        sets legitimately differ), which then runs
+        :func:`gru4rec_repro.stats.unpaired_comparison` (result ``paired`` False).
+        """
         a, b = self.run(run_a), self.run(run_b)
-        c = stats.paired_comparison(
-            a.ranks, b.ranks, metric, k=self.k, policy=self.policy,
-            n_boot=self.n_boot, seed=seed, unit="session", align="intersect",
-        )
+        policy = policy or self.policy
+        if unpaired_ok and not self.same_events(run_a, run_b):
+            c = stats.unpaired_comparison(a.ranks, b.ranks, metric, k=self.k, policy=policy,
+                                          n_boot=self.n_boot, seed=seed)
+        else:
+            c = stats.paired_comparison(
+                a.ranks, b.ranks, metric, k=self.k, policy=policy,
+                n_boot=self.n_boot, seed=seed, unit="session", names=(run_a, run_b),
+            )
         c["seed_gap"] = stats.seed_gap_test(
-            a.per_seed(metric, self.k, self.policy), b.per_seed(metric, self.k, self.policy)
+            a.per_seed(metric, self.k, policy), b.per_seed(metric, self.k, policy)
         )
         return c
+
+    def diagnostics(self, run: str) -> list[dict]:
+        """The run's ``diagnostics.json`` of each seed that has one (empty list when none)."""
+        out = []
+        for s in self.run(run).seeds:
+            path = self.results_dir / "runs" / run / f"seed{s}" / "diagnostics.json"
+            if path.is_file():
+                try:
+                    d = json.loads(path.read_text())
+                except json.JSONDecodeError as e:
+                    raise ValueError(f"{path}: not valid JSON ({e.msg})") from None
+                if not isinstance(d, dict):
+                    raise ValueError(f"{path}: expected a JSON object")
+                out.append(d)
+        return out
 
 
 def load_config(config) -> dict:
@@ -239,18 +286,152 @@ def _seconds(x: float) -> str:
 
 @dataclass
 class Table:
-    """A table: numeric data (the CSV), its formatted view (md / tex) and notes."""
+    """A table: numeric data (the CSV), its formatted view (md / tex), notes and a caption.
+
+    ``caption``: one sentence for the LaTeX caption (default: the table's name).
+    ``label_columns``: how many leading display columns are labels (left-aligned
+    in LaTeX); the others are right-aligned numbers.
+    """
 
     name: str
     data: pd.DataFrame
     display: pd.DataFrame
     notes: list[str]
+    caption: str = ""
+    label_columns: int = 1
 
 
-def _common_notes(st: Study, tests: str | None, sources: list[str]) -> list[str]:
+#: |relative difference| at or below which ours is "the same level" as the published value
+#: (the authors' own yardstick, SPEC.md section 9).
+SAME_LEVEL = 0.05
+#: Relative differences are printed only against published values at least this large.
+MIN_RELATIVE_BASE = 0.01
+#: Short names of the protocols for column headers.
+POLICY_SHORT = {
+    "conservative": "conservative", "optimistic": "optimistic", "median": "median",
+    "random": "random ties", "paper2016": "2016 cut", "paper2016_random": "2016 cut, random ties",
+}
+
+
+def protocol_label(pub: paper.Published) -> str:
+    """The protocol of a published number, short (for a table cell)."""
+    if pub.protocol == paper.PROTOCOL_TUTORIAL:
+        return "tutorial as printed"
+    if pub.policy == "paper2016":
+        return "2016-17 (rank<20)"
+    if pub.policy == "conservative":
+        return "2018+ conservative"
+    return POLICY_SHORT.get(pub.policy, pub.policy)
+
+
+def _ci_text(value: float, low: float, high: float) -> str:
+    if math.isnan(value):
+        return "–"
+    return f"{value:.4f} [{low:.4f}, {high:.4f}]"
+
+
+def relative_difference(ours: float, ref: float) -> float:
+    """(ours - ref) / ref, NaN when ref < MIN_RELATIVE_BASE (or missing)."""
+    if ref is None or math.isnan(ref) or ref < MIN_RELATIVE_BASE or math.isnan(ours):
+        return float("nan")
+    return (ours - ref) / ref
+
+
+def _rel_text(rel: float) -> str:
+    if math.isnan(rel):
+        return "–"
+    return f"{rel:+.1%}" + (" ≈" if abs(rel) <= SAME_LEVEL else "")
+
+
+def published_cells(st: Study, run: str | None, pub: paper.Published, metric: str,
+                    also: tuple = (), conservative: bool = True) -> tuple[dict, dict]:
+    """The per-row columns of a published number next to ours (data dict, display dict).
+
+    Data keys (``m`` = metric): paper_m, paper_protocol, m_ours (mean over seeds under the
+    paper's protocol), m_ours_sd, m_ci_low / m_ci_high (95%, :meth:`Study.ci`), m_ours_<p> for
+    each protocol in ``also``, m_ours_conservative, m_rel_diff (NaN when the paper's value
+    < 0.01), m_same_level (|rel diff| <= 5%), n_seeds. Display: paper, ours under the
+    paper's protocol with its CI, ours under each ``also`` protocol, ours conservative
+    (when ``conservative``), relative difference with "≈" for the same level.
+    """
+    lab = f"{METRIC_LABELS[metric]}@{st.k}"
+    ref = pub.get(metric, st.k) if pub is not None else float("nan")
+    policy = pub.policy if pub is not None else st.policy
+    nan = float("nan")
+    d = {f"paper_{metric}": ref}
+    v = {f"{lab} paper": _num(ref)}
+    if run is not None:
+        mean, sd, n = st.summary(run, metric, policy)
+        ci = st.ci(run, metric, policy)
+        low, high = ci["low"], ci["high"]
+    else:
+        mean, sd, n, low, high = nan, nan, 0, nan, nan
+    rel = relative_difference(mean, ref)
+    d.update({f"{metric}_ours": mean, f"{metric}_ours_sd": sd, f"{metric}_ci_low": low,
+              f"{metric}_ci_high": high, "n_seeds": n})
+    v[f"{lab} ours, paper's protocol [95% CI]"] = _ci_text(mean, low, high)
+    for alt in also:
+        m_alt = st.summary(run, metric, alt)[0] if run is not None else nan
+        d[f"{metric}_ours_{alt}"] = m_alt
+        v[f"{lab} ours, {POLICY_SHORT[alt]}"] = _num(m_alt)
+    m_cons = st.summary(run, metric, "conservative")[0] if run is not None else nan
+    d[f"{metric}_ours_conservative"] = m_cons
+    if conservative:
+        v[f"{lab} ours, conservative"] = _num(m_cons)
+    d[f"{metric}_rel_diff"] = rel
+    d[f"{metric}_same_level"] = bool(not math.isnan(rel) and abs(rel) <= SAME_LEVEL)
+    v[f"{lab} rel. diff"] = _rel_text(rel)
+    return d, v
+
+
+def comparison_notes(st: Study, pubs: dict[str, paper.Published], runs: list[str]) -> list[str]:
+    """Notes of a table that puts published numbers next to ours: sources, protocols, CIs."""
     notes = [
-        f"Recall@{st.k} and MRR@{st.k} over all predicted test events, conservative tie policy "
-        "(rank = items scoring higher + items tying + 1).",
+        "Paper: the published value with its protocol (column Protocol). 'Ours, paper's protocol' "
+        "is our result measured the way the published number was (2016-17 cut: optimistic rank "
+        f"= higher + 1, a hit only when rank < {st.k}; 2018+: conservative ties, rank <= {st.k}); "
+        "'ours, conservative' is today's conservative protocol (rank = higher + ties + 1 <= "
+        f"{st.k}), so the gap the protocol alone makes is visible.",
+        f"Rel. diff = (ours under the paper's protocol - paper) / paper, printed only when the "
+        f"paper's value is >= {MIN_RELATIVE_BASE}; '≈' marks |rel. diff| <= {SAME_LEVEL:.0%}, "
+        "the level the original authors call 'the same'.",
+        ci_note(st, runs),
+        "Sources: " + "; ".join(f"{', '.join(rows)}: {cite}" for cite, rows in _by_source(pubs).items())
+        + ".",
+    ]
+    if not st.is_paper_data:
+        notes.append(
+            f"Dataset '{st.dataset}' is not RSC15: the paper columns are RSC15 numbers, shown for "
+            "layout only and not expected to match."
+        )
+    return notes
+
+
+def _by_source(pubs: dict[str, paper.Published]) -> dict[str, list[str]]:
+    """Citation text -> the rows citing it (rows sharing a published number are listed once)."""
+    out: dict[str, list[str]] = {}
+    for row, pub in pubs.items():
+        out.setdefault(pub.cite(), []).append(row)
+    return out
+
+
+def ci_note(st: Study, runs: list[str]) -> str:
+    """What the 95% CI of ours covers, naming the one-seed runs."""
+    one = [r for r in dict.fromkeys(runs) if r and len(st.run(r).seeds) == 1]
+    text = ("95% CI of ours: mean over seeds +- 1.96 sqrt(SE_sessions^2 + sd_seeds^2 / n_seeds), "
+            "covering test sessions and seeds together (SE_sessions: linearisation SE of the "
+            "seed-averaged metric over test sessions)")
+    if one:
+        text += f"; runs with one seed ({', '.join(one)}): test sessions only"
+    return text + "."
+
+
+def _common_notes(st: Study, tests: str | None, sources: list[str],
+                  protocol: str | None = None, paper_columns: bool = True) -> list[str]:
+    notes = [
+        protocol or (
+            f"Recall@{st.k} and MRR@{st.k} over all predicted test events, conservative tie "
+            "policy (rank = items scoring higher + items tying + 1)."),
         "Ours: mean ± sd over the n seeds shown (deterministic baselines run one seed).",
     ]
     if tests:
@@ -260,7 +441,7 @@ def _common_notes(st: Study, tests: str | None, sources: list[str]) -> list[str]
                      "so no multiple-comparison correction.")
     if sources:
         notes.append("Paper values: " + "; ".join(sources) + ".")
-    if not st.is_paper_data:
+    if paper_columns and not st.is_paper_data:
         notes.append(
             f"Dataset '{st.dataset}' is not RSC15: the paper columns are RSC15 numbers, shown for "
             "layout only and not expected to match."
@@ -276,18 +457,18 @@ def _tests_note(st: Study, what: str) -> str:
     )
 
 
-def _dropped_note(rows: list[tuple[str, dict]]) -> list[str]:
+def _unpaired_note(rows: list[tuple[str, dict]], why: str) -> list[str]:
+    """One note per pair of runs compared unpaired, with the event counts of each side."""
     out = []
     for label, c in rows:
-        if c["dropped_a"] or c["dropped_b"]:
-            label = label.rsplit(" ", 1)[0]  # one note per pair of runs, not per metric
-            note = (
-                f"{label}: the two runs are not on exactly the same test events; compared on the "
-                f"{c['n_events']} events both have (left out: {c['dropped_a']} of the first run's, "
-                f"{c['dropped_b']} of the second's)."
-            )
-            if note not in out:
-                out.append(note)
+        if c.get("paired", True):
+            continue
+        label = label.rsplit(" ", 1)[0]
+        note = (f"{label}: UNPAIRED ({why}; {c['n_events_a']} vs {c['n_events_b']} test events): "
+                "95% CI by independent bootstrap of each side's sessions, p from a z-test with the "
+                "two sides' linearisation SEs.")
+        if note not in out:
+            out.append(note)
     return out
 
 
@@ -300,3 +481,33 @@ def _pct(x: float) -> str:
     return "–" if math.isnan(x) else f"{x:.1%}"
 
 
+def published_rows(st: Study, table: str, rows, also: tuple = (), conservative: bool = True,
+                   extra=None) -> tuple[list[dict], list[dict], dict, list[str]]:
+    """Rows of a table comparing published numbers with ours.
+
+    ``rows``: (label, run, key of :func:`gru4rec_repro.paper.published` in ``table``);
+    rows whose run is not in the config are skipped. ``extra(label, run) -> (data, display)``
+    adds columns. Returns (data rows, display rows, {label: Published}, runs).
+    """
+    data, disp, pubs, runs = [], [], {}, []
+    for label, run, key in rows:
+        if not st.has(run):
+            continue
+        pub = paper.published(table, key)
+        if pub is None:
+            raise KeyError(f"gru4rec_repro/paper.py: no published value for ({table!r}, {key!r})")
+        pubs[label] = pub
+        runs.append(run)
+        d = {"row": label, "run": run, "paper_protocol": pub.policy}
+        v = {"Row": label, "Run": run, "Protocol": protocol_label(pub)}
+        for metric in METRIC_LABELS:
+            dd, vv = published_cells(st, run, pub, metric, also=also, conservative=conservative)
+            d.update(dd)
+            v.update(vv)
+        if extra is not None:
+            dd, vv = extra(label, run)
+            d.update(dd)
+            v.update(vv)
+        data.append(d)
+        disp.append(v)
+    return data, disp, pubs, runs

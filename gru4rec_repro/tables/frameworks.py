@@ -9,12 +9,14 @@ import pandas as pd
 
 from .. import stats
 from .common import (
-    CORRECTION, CORRECTION_NAMES, METRIC_LABELS, Study, Table, _common_notes, _diff_ci, _dropped_note, _empty, _mean_sd, _p, _seconds, _tests_note,
+    CORRECTION, CORRECTION_NAMES, METRIC_LABELS, Study, Table, _ci_text, _common_notes, _diff_ci,
+    _empty, _p, _seconds, _tests_note, ci_note,
 )
 
 
 #: Order of the frameworks table's settings (others follow alphabetically).
-SETTING_ORDER = ("xe", "top1", "bpr", "top1max", "bprmax", "xe-2016", "top1-2016", "bpr-2016")
+SETTING_ORDER = ("xe-best", "xe", "top1", "bpr", "top1max", "bprmax", "bprmax-noemb", "xe-noemb-2018",
+                 "xe-2016", "top1-2016", "bpr-2016")
 
 
 def framework_settings(st: Study) -> list[str]:
@@ -39,12 +41,15 @@ def frameworks_table(st: Study) -> Table:
             comps.append((f"{setting} {metric}", c))
             mt, sdt, nt = st.summary(torch_run, metric)
             mk, sdk, nk = st.summary(keras_run, metric)
+            cit, cik = st.ci(torch_run, metric), st.ci(keras_run, metric)
             g = c["seed_gap"]
             rows.append({
                 "setting": setting, "metric": f"{metric}@{st.k}",
                 "torch_run": torch_run, "keras_run": keras_run,
                 "torch_mean": mt, "torch_sd": sdt, "torch_n": nt,
                 "keras_mean": mk, "keras_sd": sdk, "keras_n": nk,
+                "torch_ci_low": cit["low"], "torch_ci_high": cit["high"],
+                "keras_ci_low": cik["low"], "keras_ci_high": cik["high"],
                 "diff": c["diff"], "rel_diff": c["rel_diff"],
                 "ci_low": c["ci95"][0], "ci_high": c["ci95"][1],
                 "ci90_low": c["ci90"][0], "ci90_high": c["ci90"][1],
@@ -71,8 +76,11 @@ def frameworks_table(st: Study) -> Table:
     disp = pd.DataFrame({
         "Setting": data["setting"],
         "Metric": [f"{METRIC_LABELS[m.split('@')[0]]}@{st.k}" for m in data["metric"]],
-        "PyTorch": [_mean_sd(r.torch_mean, r.torch_sd, r.torch_n) for r in data.itertuples()],
-        "Keras": [_mean_sd(r.keras_mean, r.keras_sd, r.keras_n) for r in data.itertuples()],
+        "PyTorch [95% CI]": [_ci_text(r.torch_mean, r.torch_ci_low, r.torch_ci_high)
+                             for r in data.itertuples()],
+        "Keras [95% CI]": [_ci_text(r.keras_mean, r.keras_ci_low, r.keras_ci_high)
+                           for r in data.itertuples()],
+        "Seeds": [f"{r.torch_n} / {r.keras_n}" for r in data.itertuples()],
         "Keras - PyTorch [95% CI]": [_diff_ci(r.diff, r.rel_diff, (r.ci_low, r.ci_high))
                                      for r in data.itertuples()],
         f"p ({CORRECTION_NAMES[CORRECTION]})": data["p_adj"].map(_p),
@@ -84,7 +92,8 @@ def frameworks_table(st: Study) -> Table:
         "s/epoch Keras": data["keras_s_per_epoch"].map(_seconds),
         "Keras / PyTorch time": data["s_per_epoch_ratio"].map(lambda x: "–" if math.isnan(x) else f"{x:.2f}x"),
     })
-    notes = _common_notes(st, _tests_note(st, "Keras - PyTorch"), [])
+    notes = _common_notes(st, _tests_note(st, "Keras - PyTorch"), [], paper_columns=False)
+    notes[1] = "Seeds: number of seeds of the PyTorch / Keras run (sd over seeds in the CSV)."
     notes += [
         f"Welch p: Welch t-test on the per-seed metrics, {CORRECTION_NAMES[CORRECTION]}-adjusted "
         "across this table. 'gap > 2 sd seeds': |gap of seed means| > 2 x pooled seed sd.",
@@ -96,8 +105,11 @@ def frameworks_table(st: Study) -> Table:
         "Seconds per epoch: mean over epochs of train_log.jsonl, then over seeds; timings depend on "
         "the machine and on what ran beside them.",
     ]
-    notes += _dropped_note(comps)
-    return Table("frameworks", data, disp, notes)
+    notes.append(ci_note(st, [r for s in settings for r in (f"torch-{s}", f"keras-{s}")]))
+    return Table("frameworks", data, disp, notes,
+                 caption="PyTorch and Keras GRU4Rec on the same settings: Keras - PyTorch, paired "
+                         "over test events, and the seed-level gap.",
+                 label_columns=2)
 
 
 TABLES = {"frameworks": frameworks_table}
