@@ -29,6 +29,7 @@ import tensorflow as tf
 
 from gru4rec_repro.atomic import atomic_path
 from gru4rec_repro.contract import RANK_COLUMNS
+from gru4rec_repro.gru4rec_params import OFFICIAL_DEFAULTS, OUR_DEFAULTS, resolve
 
 from . import losses
 from .data import SessionData, session_parallel
@@ -37,56 +38,43 @@ from .optim import AdagradMomentum
 
 log = logging.getLogger(__name__)
 
-#: Hyperparameters of GRU4REC_API.md and their defaults.
-DEFAULTS: dict = {
-    "loss": "cross-entropy",
-    "final_act": "linear",
-    "elu_param": 1.0,
-    "layers": [100],
-    "embedding": 0,
-    "constrained_embedding": True,
-    "dropout_p_embed": 0.0,
-    "dropout_p_hidden": 0.0,
-    "learning_rate": 0.05,
-    "momentum": 0.0,
-    "batch_size": 32,
-    "n_sample": 2048,
-    "sample_alpha": 0.75,
-    "sample_store_size": 10_000_000,
-    "logq": 0.0,
-    "bpreg": 1.0,
-    "n_epochs": 10,
-    "eval_batch_size": 512,
-    "jit_compile": False,  # Keras-only: XLA for the forward/backward pass
+#: Keras-only keys and their defaults (the others: gru4rec_repro.gru4rec_params).
+KERAS_ONLY: dict = {
+    "jit_compile": False,  # XLA for the forward/backward pass
 }
+#: Every hyperparameter and its default: the official PyTorch code's defaults
+#: (``OFFICIAL_DEFAULTS``), this project's keys (``OUR_DEFAULTS``) and ``KERAS_ONLY``.
+DEFAULTS: dict = {**OFFICIAL_DEFAULTS, **OUR_DEFAULTS, **KERAS_ONLY}
 
 WEIGHTS_FORMAT = 1
 
 
 def parse_params(params: dict | None) -> dict:
-    """Fill defaults; unknown names and bad values are errors."""
-    params = dict(params or {})
-    unknown = sorted(set(params) - set(DEFAULTS))
-    if unknown:
-        raise ValueError(f"GRU4Rec (Keras): unknown parameter(s) {unknown}; known: {sorted(DEFAULTS)}")
-    p = {**DEFAULTS, **params}
-    if isinstance(p["layers"], int):
-        p["layers"] = [p["layers"]]
-    p["layers"] = [int(x) for x in p["layers"]]
-    if not p["layers"] or min(p["layers"]) <= 0:
-        raise ValueError(f"GRU4Rec (Keras): layers must be positive sizes, got {p['layers']}")
-    if p["loss"] not in losses.LOSSES:
-        raise ValueError(f"GRU4Rec (Keras): unknown loss {p['loss']!r}; use one of {losses.LOSSES}")
-    losses.final_activation(p["final_act"])  # validates the name
-    for name in ("embedding", "batch_size", "n_sample", "sample_store_size", "n_epochs", "eval_batch_size"):
-        p[name] = int(p[name])
-    for name in ("elu_param", "dropout_p_embed", "dropout_p_hidden", "learning_rate", "momentum",
-                 "sample_alpha", "logq", "bpreg"):
-        p[name] = float(p[name])
-    p["constrained_embedding"] = bool(p["constrained_embedding"])
-    if p["batch_size"] < 1:
-        raise ValueError("GRU4Rec (Keras): batch_size must be >= 1")
+    """The complete settings of a run: :func:`gru4rec_repro.gru4rec_params.resolve`
+    (official defaults, ``params_file``/``ps``, the ELU rule of BPR-max) plus the
+    Keras-only keys; unknown names, contradictions and bad values are errors."""
+    p = resolve(params, extra=KERAS_ONLY)
+    p["jit_compile"] = bool(p["jit_compile"])
+    losses.final_activation(p["final_act"])  # resolve() knows the same names
     return p
+
+
+def dropout_rates(p: dict) -> dict[str, float]:
+    """Dropout probability of each site: ``embed`` (the input embedding) and
+    ``hidden<i>`` (the output of GRU layer i), in the order they are applied.
+
+    With one-hot input there is no embedding. ``onehot_dropout: embed`` (the
+    official PyTorch code) drops out the first layer's output with
+    ``dropout_p_embed`` and the later layers' with ``dropout_p_hidden``;
+    ``onehot_dropout: hidden`` (the Theano original) uses ``dropout_p_hidden``
+    after every layer.
+    """
+    onehot = not p["constrained_embedding"] and p["embedding"] == 0
+    rates = {} if onehot else {"embed": p["dropout_p_embed"]}
+    for layer in range(len(p["layers"])):
+        first_onehot = onehot and layer == 0 and p["onehot_dropout"] == "embed"
+        rates[f"hidden{layer}"] = p["dropout_p_embed"] if first_onehot else p["dropout_p_hidden"]
+    return rates
 
 
 def _uniform(rng: np.random.Generator, shape: tuple, fan_in: int, fan_out: int) -> np.ndarray:
@@ -121,7 +109,10 @@ class GRU4Rec:
             self.mode, d_in = "embedding", p["embedding"]
         else:
             self.mode, d_in = "onehot", None
-        self.generator = tf.random.Generator.from_seed(self.seed)
+        # one seed, three independent streams: weight init, dropout, extra samples
+        init_seed, dropout_seed, sample_seed = (int(x) for x in np.random.SeedSequence(self.seed).generate_state(3))
+        self.init_seed, self.sample_seed = init_seed, sample_seed
+        self.generator = tf.random.Generator.from_seed(dropout_seed)
 
         self.Wy = ItemMatrix(self.n_items, self.units[-1], bias=True, name="Wy")
         self.E = ItemMatrix(self.n_items, d_in, name="E") if self.mode == "embedding" else None
@@ -134,8 +125,12 @@ class GRU4Rec:
             cell = keras.layers.GRUCell(units, reset_after=True, name=f"gru{layer}")
             cell.build((None, d_in if layer == 0 else self.units[layer - 1]))
             self.cells.append(cell)
-        self.drop_embed = Dropout(p["dropout_p_embed"], self.generator)
-        self.drop_hidden = Dropout(p["dropout_p_hidden"], self.generator)
+        #: dropout probability of each site (only sites with p > 0 are applied)
+        self.dropout_p = {site: rate for site, rate in dropout_rates(p).items() if rate > 0}
+        self.dropouts = {site: Dropout(rate, self.generator) for site, rate in self.dropout_p.items()}
+        #: test hook (GRU4REC_API.md): ``dropout_mask_fn(site, shape)`` -> float32 mask
+        #: (0 or 1/(1-p)) used instead of drawing one, once per step and site, sites in order
+        self.dropout_mask_fn = None
         self.set_weights(self.initial_weights())
 
         # sparse (item-row) variables first, then the dense GRU weights
@@ -168,7 +163,7 @@ class GRU4Rec:
     # ----- weights ---------------------------------------------------------------------------
     def initial_weights(self) -> dict[str, np.ndarray]:
         """Uniform +-sqrt(6/(fan_in+fan_out)) per matrix (each gate block its own), biases 0."""
-        rng = np.random.default_rng(self.seed)
+        rng = np.random.default_rng(self.init_seed)
         n, out = self.n_items, self.units[-1]
         w = {"Wy": _uniform(rng, (n, out), n, out), "By": np.zeros(n, np.float32)}
         if self.mode == "embedding":
@@ -287,24 +282,35 @@ class GRU4Rec:
         return np.zeros(self.H[0].shape[0], dtype=bool) if mask is None else mask
 
     # ----- the network -----------------------------------------------------------------------
-    def _hidden(self, H, in_idx, training: bool):
-        """One step of the GRU stack; returns the new (dropped-out) states."""
+    def _drop(self, x, site: str, training: bool, masks: dict | None):
+        if not training or site not in self.dropout_p:
+            return x
+        if masks is not None:
+            return x * masks[site]
+        return self.dropouts[site](x, training=True)
+
+    def _hidden(self, H, in_idx, training: bool, masks: dict | None = None):
+        """One step of the GRU stack; returns the new (dropped-out) states.
+
+        ``masks``: site -> mask tensor, used instead of drawing dropout masks.
+        """
         H_new = []
         if self.mode == "onehot":
-            x = self.drop_hidden(self.first(in_idx, H[0]), training=training)
+            x = self._drop(self.first(in_idx, H[0]), "hidden0", training, masks)
             H_new.append(x)
         else:
             x = self.Wy.rows(in_idx) if self.mode == "constrained" else self.E.rows(in_idx)
-            x = self.drop_embed(x, training=training)
+            x = self._drop(x, "embed", training, masks)
         for layer, cell in enumerate(self.cells):
             if cell is None:
                 continue
             x, _ = cell(x, H[layer], training=training)
-            x = self.drop_hidden(x, training=training)
+            x = self._drop(x, f"hidden{layer}", training, masks)
             H_new.append(x)
         return H_new
 
     def _loss(self, h, out_idx, neg_idx):
+        """Sum over the lanes of the per-row losses."""
         Y = tf.concat([out_idx, neg_idx], axis=0)
         R = self.final_act(self.Wy.score(h, Y))
         log_q = None
@@ -312,7 +318,14 @@ class GRU4Rec:
             log_q = tf.concat([tf.gather(self.log_support, out_idx),
                                self.p["sample_alpha"] * tf.gather(self.log_support, neg_idx)], axis=0)
         rows = losses.row_losses(self.p["loss"], R, log_q, self.p["logq"], self.p["bpreg"])
-        return tf.reduce_sum(rows) / float(self.p["batch_size"])
+        return tf.reduce_sum(rows)
+
+    def mask_shapes(self, lanes: int) -> dict[str, tuple[int, int]]:
+        """The shape of each dropout site's mask for ``lanes`` lanes, sites in order."""
+        d_in = {"embedding": self.p["embedding"], "constrained": self.units[-1]}.get(self.mode)
+        shapes = {"embed": (lanes, d_in)} if d_in else {}
+        shapes.update({f"hidden{i}": (lanes, H) for i, H in enumerate(self.units)})
+        return {site: shape for site, shape in shapes.items() if site in self.dropout_p}
 
     def _build_functions(self) -> None:
         state = tuple(tf.TensorSpec((None, H), tf.float32) for H in self.units)
@@ -322,11 +335,15 @@ class GRU4Rec:
         def reset(H, mask):
             return [tf.where(mask[:, None], tf.zeros_like(h), h) for h in H]
 
-        def loss_and_grads(H, in_idx, out_idx, neg_idx):
+        batch_size = float(self.p["batch_size"])
+
+        def loss_and_grads(H, in_idx, out_idx, neg_idx, masks=None):
             with tf.GradientTape() as tape:
-                H_new = self._hidden(H, in_idx, training=True)
-                loss = self._loss(H_new[-1], out_idx, neg_idx)
-            return loss, H_new, tape.gradient(loss, self.variables)
+                H_new = self._hidden(H, in_idx, training=True, masks=masks)
+                loss_sum = self._loss(H_new[-1], out_idx, neg_idx)
+                # the loss SPEC.md defines: summed over the lanes / NOMINAL batch size
+                loss = loss_sum / batch_size
+            return loss_sum, H_new, tape.gradient(loss, self.variables)
 
         if self.p["jit_compile"]:
             # XLA needs dense gradients to be fixed-shape tensors; IndexedSlices
@@ -335,9 +352,19 @@ class GRU4Rec:
 
         @tf.function(input_signature=[state, idx, idx, idx, mask])
         def train(H, in_idx, out_idx, neg_idx, reset_mask):
-            loss, H_new, grads = loss_and_grads(reset(H, reset_mask), in_idx, out_idx, neg_idx)
+            loss_sum, H_new, grads = loss_and_grads(reset(H, reset_mask), in_idx, out_idx, neg_idx)
             self.optimizer.apply(grads)
-            return loss, tuple(tf.stop_gradient(h) for h in H_new)
+            return loss_sum, tuple(tf.stop_gradient(h) for h in H_new)
+
+        sites = list(self.mask_shapes(1))
+        mask_specs = tuple(tf.TensorSpec((None, shape[1]), tf.float32) for shape in self.mask_shapes(1).values())
+
+        @tf.function(input_signature=[state, idx, idx, idx, mask, mask_specs])
+        def train_masked(H, in_idx, out_idx, neg_idx, reset_mask, masks):
+            loss_sum, H_new, grads = loss_and_grads(reset(H, reset_mask), in_idx, out_idx, neg_idx,
+                                                    dict(zip(sites, masks)))
+            self.optimizer.apply(grads)
+            return loss_sum, tuple(tf.stop_gradient(h) for h in H_new)
 
         @tf.function(input_signature=[state, idx, mask])
         def score(H, in_idx, reset_mask):
@@ -352,21 +379,27 @@ class GRU4Rec:
             ties = tf.reduce_sum(tf.cast(scores == target, tf.int64), axis=1) - 1
             return higher, ties, H_new
 
-        self._train, self._score, self._rank = train, score, rank
+        self._train, self._train_masked, self._score, self._rank = train, train_masked, score, rank
 
     # ----- the API ---------------------------------------------------------------------------
     def train_step(self, in_idx, out_idx, neg_idx=None) -> float:
         """One mini-batch; returns the loss (summed over lanes / nominal batch size)."""
-        return float(self.train_step_tensor(in_idx, out_idx, neg_idx))
+        return float(self.train_step_tensor(in_idx, out_idx, neg_idx)) / self.p["batch_size"]
 
     def train_step_tensor(self, in_idx, out_idx, neg_idx=None) -> tf.Tensor:
-        """As :meth:`train_step`, returning the loss tensor (no host sync)."""
+        """One mini-batch; returns the SUM of the per-row losses as a tensor (no host sync)."""
         if neg_idx is None:
             neg_idx = np.zeros(0, np.int32)
-        loss, H = self._train(tuple(self.H), np.asarray(in_idx, np.int32), np.asarray(out_idx, np.int32),
-                              np.asarray(neg_idx, np.int32), self._take_reset())
+        args = (tuple(self.H), np.asarray(in_idx, np.int32), np.asarray(out_idx, np.int32),
+                np.asarray(neg_idx, np.int32), self._take_reset())
+        if self.dropout_mask_fn is None:
+            loss_sum, H = self._train(*args)
+        else:
+            masks = tuple(np.asarray(self.dropout_mask_fn(site, shape), dtype=np.float32)
+                          for site, shape in self.mask_shapes(len(args[1])).items())
+            loss_sum, H = self._train_masked(*args, masks)
         self.H = list(H)
-        return loss
+        return loss_sum
 
     def score(self, in_idx) -> np.ndarray:
         """Scores of all items after feeding ``in_idx`` (no dropout); advances the state."""

@@ -81,10 +81,15 @@ def read_log(log_path: Path, done: int) -> list[dict]:
 
 def log_epoch(records: list[dict], log_path: Path, epoch: int, loss: float, seconds: float, events: int,
               steps: int, threads: int, device: str, what: str = "GRU4Rec (Keras)") -> dict:
-    """Check the epoch's loss, add its record and rewrite ``train_log.jsonl`` atomically."""
+    """Check the epoch's loss, add its record and rewrite ``train_log.jsonl`` atomically.
+
+    ``loss``: the mean loss per training event (lane-step), the definition both
+    GRU4Rec implementations log (the per-row losses summed over the epoch's
+    steps and active lanes, divided by the number of lane-steps ``events``).
+    """
     if not math.isfinite(loss):
         raise FloatingPointError(f"{what}: loss is {loss} in epoch {epoch}")
-    rec = {"epoch": epoch, "loss": loss, "seconds": seconds, "events_per_s": events / seconds,
+    rec = {"epoch": epoch, "loss": loss, "events": events, "seconds": seconds, "events_per_s": events / seconds,
            "mbatches_per_s": steps / seconds, "threads": threads, "device": device}
     records.append(rec)
     log.info("%s epoch %d: loss %.5f, %.1f s, %.0f events/s", what, epoch, loss, seconds, rec["events_per_s"])
@@ -102,7 +107,8 @@ def train(model: GRU4Rec, data: SessionData, outdir: Path, support: np.ndarray |
     if p["n_sample"] > 0:
         if support is None:
             raise ValueError("GRU4Rec (Keras): n_sample > 0 needs the item support")
-        store = SampleStore(support, p["n_sample"], p["sample_alpha"], p["sample_store_size"], model.seed)
+        # its own seed stream (not the one that initialised the weights)
+        store = SampleStore(support, p["n_sample"], p["sample_alpha"], p["sample_store_size"], model.sample_seed)
     key = fingerprint(model, data)
     ckpt = outdir / CHECKPOINT
     done = load_checkpoint(ckpt, model, store, key)
@@ -132,7 +138,8 @@ def train(model: GRU4Rec, data: SessionData, outdir: Path, support: np.ndarray |
                 bar.update(events - bar.n)
         bar.update(events - bar.n)
         bar.close()
-        log_epoch(records, log_path, epoch, float(loss_sum) / max(steps, 1), time.perf_counter() - t0,
+        # INTERFACES.md 3: the per-row losses summed over all steps and lanes / lane-steps
+        log_epoch(records, log_path, epoch, float(loss_sum) / max(events, 1), time.perf_counter() - t0,
                   events, steps, threads, device)
         save_checkpoint(ckpt, model, store, epoch, key)
     model.reset_state()
