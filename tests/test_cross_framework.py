@@ -1,11 +1,24 @@
 """The PyTorch and the Keras GRU4Rec compute the same thing.
 
-Both load the same initial weights (one neutral weights.npz written from a
-numpy init), run with dropout off on the same hand-made mini-batches (lane
-resets and a batch shrink included) and the same extra negatives; every
-step's loss and the weights after the last step must agree within float32
-tolerance. Then the same trained weights, evaluated by both, must give the
-same rank record.
+1. Step by step: both load the same initial weights (one neutral weights.npz
+   written from a numpy init) and run on the same hand-made mini-batches (lane
+   resets and a batch shrink included) with the same extra negatives and, where
+   a setting has dropout, the same dropout masks, injected through each model's
+   ``dropout_mask_fn`` hook (GRU4REC_API.md): embedding mode, constrained mode
+   and one-hot mode under both ``onehot_dropout`` rules, where the sites each
+   framework asks masks for (and so which probability drops out what) are
+   checked against the rule by hand. Every step's loss and the weights after
+   the last step must agree within float32 tolerance; the same trained weights,
+   evaluated by both, must give the same rank record.
+2. Each framework's own data path: its own session-parallel iterator gives the
+   same lanes, resets and shrinking over hundreds of random session layouts;
+   its own sample store draws from the same distribution (chi-square tests
+   with a stated power, see :func:`test_sample_stores_draw_the_same_distribution`);
+   and a short training run where each framework uses its own iterator and
+   its own store gives the same losses and weights.
+
+Only torch and tensorflow themselves may be missing (the test is skipped); an
+import error inside the project fails the test.
 """
 from __future__ import annotations
 
@@ -17,8 +30,15 @@ import pandas as pd
 import pytest
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-torch_model = pytest.importorskip("implementations.gru4rec_torch.model")
-keras_model = pytest.importorskip("implementations.gru4rec_keras.model")
+pytest.importorskip("torch")
+pytest.importorskip("tensorflow")
+
+from implementations.gru4rec_keras import data as keras_data  # noqa: E402
+from implementations.gru4rec_keras import model as keras_model  # noqa: E402
+from implementations.gru4rec_keras import sampling as keras_sampling  # noqa: E402
+from implementations.gru4rec_torch import data as torch_data  # noqa: E402
+from implementations.gru4rec_torch import model as torch_model  # noqa: E402
+from implementations.gru4rec_torch import sampling as torch_sampling  # noqa: E402
 
 N_ITEMS, B, N_SAMPLE, STEPS = 30, 4, 8, 20
 ITEM_IDS = np.arange(100, 100 + N_ITEMS, dtype=np.int64)
@@ -35,7 +55,38 @@ CONFIGS = {
                             n_sample=0),
     "top1-tanh-onehot": dict(loss="top1", final_act="tanh", constrained_embedding=False, embedding=0,
                              n_sample=0),
+    # dropout on: masks injected through the hook
+    "xe-embedding-dropout": dict(loss="cross-entropy", constrained_embedding=False, embedding=6, layers=[8, 5],
+                                 dropout_p_embed=0.25, dropout_p_hidden=0.4, momentum=0.1),
+    "bprmax-constrained-dropout": dict(loss="bpr-max", dropout_p_embed=0.2, dropout_p_hidden=0.3, momentum=0.1),
+    "xe-onehot-dropout-embed": dict(loss="cross-entropy", constrained_embedding=False, embedding=0, layers=[8, 5],
+                                    dropout_p_embed=0.3, dropout_p_hidden=0.2, onehot_dropout="embed"),
+    "top1-onehot-dropout-hidden": dict(loss="top1", final_act="tanh", constrained_embedding=False, embedding=0,
+                                       n_sample=0, dropout_p_embed=0.3, dropout_p_hidden=0.5,
+                                       onehot_dropout="hidden"),
 }
+
+#: The dropout sites of each setting with dropout and their rates, by hand from SPEC.md section 4
+#: (one-hot input has no embedding site; its first layer's output takes dropout_p_embed under the
+#: official PyTorch rule, dropout_p_hidden under the Theano rule).
+SITES = {
+    "xe-embedding-dropout": {"embed": 0.25, "hidden0": 0.4, "hidden1": 0.4},
+    "bprmax-constrained-dropout": {"embed": 0.2, "hidden0": 0.3},
+    "xe-onehot-dropout-embed": {"hidden0": 0.3, "hidden1": 0.2},
+    "top1-onehot-dropout-hidden": {"hidden0": 0.5},
+}
+
+
+class MaskSource:
+    """The dropout hook: scaled masks from a seeded generator; records every call."""
+
+    def __init__(self, rates: dict[str, float], seed: int = 5):
+        self.rates, self.rng, self.calls = rates, np.random.default_rng(seed), []
+
+    def __call__(self, site: str, shape: tuple) -> np.ndarray:
+        self.calls.append((site, tuple(int(n) for n in shape)))
+        p = self.rates[site]  # a site the setting should not have fails here
+        return ((self.rng.random(shape) >= p) / (1.0 - p)).astype(np.float32)
 
 
 def full_params(name: str) -> dict:
@@ -117,24 +168,40 @@ def trained(request, tmp_path_factory):
     init = neutral_init(params)
     with open(tmp / "init.npz", "wb") as f:
         np.savez(f, **init)
-    models, losses = {}, {}
+    models, losses, hooks = {}, {}, {}
     for framework, module in (("torch", torch_model), ("keras", keras_model)):
         m = module.GRU4Rec(N_ITEMS, params, seed=1, support=SUPPORT)
         m.item_ids = ITEM_IDS
         m.load_weights(tmp / "init.npz")
+        if name in SITES:
+            m.dropout_mask_fn = hooks[framework] = MaskSource(SITES[name])
         losses[framework] = drive(m, schedule(params["n_sample"]))
+        m.dropout_mask_fn = None
         m.save_weights(tmp / f"{framework}.npz")
         models[framework] = m
-    return name, params, tmp, models, losses
+    return name, params, tmp, models, losses, hooks
 
 
 def test_same_loss_every_step(trained):
-    name, _, _, _, losses = trained
+    name, _, _, _, losses, _ = trained
     np.testing.assert_allclose(losses["keras"], losses["torch"], rtol=1e-4, atol=1e-5, err_msg=name)
 
 
+def test_dropout_sites_follow_the_rule_in_both(trained):
+    name, params, _, _, _, hooks = trained
+    if name not in SITES:
+        assert not hooks
+        return
+    lanes = [B] * 12 + [3] * 4 + [2] * 4  # the schedule's batch sizes
+    width = {"embed": params.get("embedding") or params["layers"][-1]}
+    width.update({f"hidden{i}": h for i, h in enumerate(params["layers"])})
+    want = [(site, (n, width[site])) for n in lanes for site in SITES[name]]
+    assert hooks["torch"].calls == want, name
+    assert hooks["keras"].calls == want, name
+
+
 def test_same_weights_after_training(trained):
-    name, _, tmp, _, _ = trained
+    name, _, tmp, _, _, _ = trained
     wk, wt, w0 = load_npz(tmp / "keras.npz"), load_npz(tmp / "torch.npz"), load_npz(tmp / "init.npz")
     assert sorted(wk) == sorted(wt) == sorted(w0)
     for key in w0:
@@ -143,7 +210,7 @@ def test_same_weights_after_training(trained):
 
 
 def test_same_rank_record(trained):
-    name, params, tmp, models, _ = trained
+    name, params, tmp, models, _, _ = trained
     test = make_test()
     records = {}
     for framework, module in (("torch", torch_model), ("keras", keras_model)):
