@@ -1,0 +1,84 @@
+"""Every generated table's .tex compiles with pdflatex in a minimal document and fits the page.
+
+The tables are built from the hand-made results folder of test_tables.py. The
+document loads only booktabs and graphicx (what the .tex files say they need)
+on top of the standard article class. Skipped, with the reason, where pdflatex
+is not installed (.ci/run installs texlive-latex-base and
+texlive-latex-recommended with apt-get).
+"""
+import re
+import shutil
+import subprocess
+
+import pytest
+
+from gru4rec_repro import tables
+from gru4rec_repro.tables.common import Table
+from gru4rec_repro.tables.render import latex_escape, to_latex
+from test_tables import config, make_results
+
+PDFLATEX = shutil.which("pdflatex")
+needs_pdflatex = pytest.mark.skipif(
+    PDFLATEX is None,
+    reason="pdflatex is not installed (apt-get install texlive-latex-base texlive-latex-recommended)",
+)
+
+DOCUMENT = r"""\documentclass{article}
+\usepackage[T1]{fontenc}
+\usepackage{booktabs}
+\usepackage{graphicx}
+\begin{document}
+\input{%s}
+\end{document}
+"""
+
+
+@pytest.fixture(scope="module")
+def written(tmp_path_factory):
+    root = tmp_path_factory.mktemp("latex")
+    results = make_results(root / "tiny")
+    tables.write_tables(results, config(), "tiny", root / "tables")
+    return root / "tables"
+
+
+def compile_tex(tex_path, workdir):
+    (workdir / "doc.tex").write_text(DOCUMENT % tex_path.as_posix())
+    proc = subprocess.run(
+        [PDFLATEX, "-interaction=nonstopmode", "-halt-on-error", "doc.tex"],
+        cwd=workdir, capture_output=True, text=True, timeout=120,
+    )
+    log = (workdir / "doc.log").read_text(errors="replace") if (workdir / "doc.log").exists() else ""
+    return proc.returncode, log + proc.stdout
+
+
+@needs_pdflatex
+@pytest.mark.parametrize("name", tables.TABLES)
+def test_table_compiles_and_fits_the_page(written, tmp_path, name):
+    tex = written / f"{name}.tex"
+    text = tex.read_text()
+    assert text.count(r"\begin{table}") == 1 and r"\end{table}" in text
+    assert rf"\label{{tab:{name}}}" in text and r"\caption{" in text
+    assert r"\toprule" in text and r"\midrule" in text and r"\bottomrule" in text
+    rc, log = compile_tex(tex, tmp_path)
+    assert rc == 0, log[-3000:]
+    assert (tmp_path / "doc.pdf").stat().st_size > 0
+    overfull = re.findall(r"Overfull \\hbox \((\d+\.?\d*)pt too wide\)", log)
+    assert not [w for w in overfull if float(w) > 1.0], f"{name}: wider than the text: {overfull}"
+    assert "Float too large for page" not in log, f"{name}: taller than a page"
+
+
+def test_numbers_are_right_aligned_and_labels_left():
+    import pandas as pd
+
+    t = Table("x", pd.DataFrame(), pd.DataFrame({"Run": ["a_b"], "Metric": ["R@20"], "Value": ["0.5 ± 0.1"]}),
+              ["note 50%"], caption="A caption", label_columns=2)
+    tex = to_latex(t)
+    assert r"\begin{tabular}{llr}" in tex
+    assert r"a\_b & R@20 & 0.5 $\pm$ 0.1 \\" in tex
+    assert r"note 50\%" in tex and r"\caption{A caption}" in tex
+
+
+def test_latex_escape_refuses_unknown_symbols():
+    assert latex_escape("≈ 5% & x_1") == r"$\approx$ 5\% \& x\_1"
+    with pytest.raises(ValueError, match="no LaTeX form"):
+        latex_escape("☃")
