@@ -36,7 +36,7 @@ a cosine. What the adapter does, in the library's idiom:
    so the softmax is taken over coordinates, not items;
 3. every test prefix goes through the user tower (``mode = "user"``) and
    every training item through the item tower (``mode = "item"``), as the
-   library's ``MatchTrainer.inference_embedding`` does (lines 250-266); the
+   library's ``MatchTrainer.inference_embedding`` does (lines 250-264); the
    score of every item is the dot product, computed exactly (the library's
    examples query an approximate Annoy index instead).
 """
