@@ -411,6 +411,52 @@ def test_bprmf_quirk_item_bias_is_never_updated():
     assert np.all(quirky.item_bias == 0)
 
 
+def reference_bpr_sgd(train, factors, n_epochs, lr, reg, bias_reg, learn_bias, seed, init_scale=0.05):
+    """Per-event BPR-SGD in float64, with the draws of BPRMF's documented order (init U, init I,
+    then per epoch a permutation of the events and one uniform negative per event)."""
+    item_ids, item_idx = index_items(train)
+    session_idx = pd.factorize(train["SessionId"], sort=True)[0]
+    rng = np.random.default_rng(seed)
+    U = rng.random((session_idx.max() + 1, factors), dtype=np.float32) * 2 * init_scale - init_scale
+    I = rng.random((len(item_ids), factors), dtype=np.float32) * 2 * init_scale - init_scale
+    U, I, b = U.astype(float), I.astype(float), np.zeros(len(item_ids))
+    for _ in range(n_epochs):
+        order = rng.permutation(len(train))
+        negatives = rng.integers(0, len(item_ids), len(train))
+        for e, j in zip(order, negatives):
+            u, i = session_idx[e], item_idx[e]
+            x = U[u] @ (I[i] - I[j]) + b[i] - b[j]
+            c = 1 - 1 / (1 + math.exp(-x))
+            du, di, dj = c * (I[i] - I[j]) - reg * U[u], c * U[u] - reg * I[i], -c * U[u] - reg * I[j]
+            dbi, dbj = c - bias_reg * b[i], -c - bias_reg * b[j]
+            U[u] += lr * du
+            I[i] += lr * di
+            I[j] += lr * dj
+            if learn_bias:
+                b[i] += lr * dbi
+                b[j] += lr * dbj
+    return I, b
+
+
+@pytest.mark.parametrize("bias, bias_reg", [(True, None), (True, 0.5), (False, None)])
+def test_bprmf_with_chunk_1_is_per_event_sgd(bias, bias_reg):
+    train = grouped_sessions(15, 0, seed=4)
+    model = bprmf.BPRMF(factors=3, n_epochs=2, learning_rate=0.3, reg=0.01, chunk=1, seed=9,
+                        bias=bias, bias_reg=bias_reg).fit(train)
+    I, b = reference_bpr_sgd(train, 3, 2, 0.3, 0.01, 0.01 if bias_reg is None else bias_reg, bias, seed=9)
+    assert model.item_factors == pytest.approx(I, abs=1e-5)
+    assert model.item_bias == pytest.approx(b, abs=1e-5)
+    assert (np.abs(b).max() > 0.1) == bias
+
+
+def test_bprmf_bias_switches_are_checked():
+    with pytest.raises(ValueError, match="bprmf: bias must be true or false"):
+        bprmf.BPRMF(bias="no")
+    with pytest.raises(ValueError, match="bprmf: bias_reg must be >= 0"):
+        bprmf.BPRMF(bias_reg=-1)
+    assert bprmf.BPRMF(quirks=True, bias=True).bias is False  # the quirk never updates the bias
+
+
 def test_bprmf_quirk_negatives_come_from_the_first_n_items_rows():
     rng = np.random.default_rng(0)
     item_idx = np.array([0, 0, 0, 1, 1, 2, 3, 4, 4, 2])  # 5 items; first 5 rows hold items 0 and 1

@@ -9,7 +9,9 @@ x = U_s . (I_i - I_j) + b_i - b_j and c = 1 - sigmoid(x):
     U_s += lr * ( c * (I_i - I_j) - reg * U_s)
     I_i += lr * ( c * U_s        - reg * I_i)
     I_j += lr * (-c * U_s        - reg * I_j)
-    b_i += lr * ( c - reg * b_i),   b_j += lr * (-c - reg * b_j)
+    b_i += lr * ( c - bias_reg * b_i),   b_j += lr * (-c - bias_reg * b_j)
+
+(bias_reg = reg unless set).
 
 Defaults are the paper's: 100 factors, 10 epochs, lr 0.01, init uniform
 +-0.05, no regularisation; negatives are uniform over items (a negative may
@@ -24,6 +26,11 @@ used at test time (test sessions are new).
 the item bias is never updated (stays 0), and the negative is the item of a
 random training row among the first n_items rows (rows in (SessionId, Time)
 order) instead of a uniform item.
+
+``bias: false`` leaves the item bias at 0 (never updated) with uniform
+negatives: the bias quirk alone, so that the factors alone rank the items.
+``bias_reg`` regularises the item bias (default: ``reg``, as in the update
+rule above); a larger value keeps the bias small next to the factor term.
 
 Diagnostics (``<outdir>/diagnostics.json``, written after ranking): how much
 of the scores comes from the item bias and how much from the factors. A score
@@ -82,6 +89,8 @@ DEFAULTS = {
     "reg": 0.0,
     "init_scale": 0.05,
     "quirks": False,
+    "bias": True,
+    "bias_reg": None,
     "chunk": 1024,
 }
 
@@ -100,6 +109,7 @@ class BPRMF:
 
     def __init__(self, factors: int = 100, n_epochs: int = 10, learning_rate: float = 0.01,
                  reg: float = 0.0, init_scale: float = 0.05, quirks: bool = False,
+                 bias: bool = True, bias_reg: float | None = None,
                  chunk: int = 1024, seed: int = 0, threads: int = 1, progress: bool = False):
         if factors < 1 or n_epochs < 0 or chunk < 1:
             raise ValueError(f"bprmf: need factors >= 1, n_epochs >= 0, chunk >= 1; "
@@ -107,6 +117,12 @@ class BPRMF:
         self.factors, self.n_epochs, self.chunk = int(factors), int(n_epochs), int(chunk)
         self.learning_rate, self.reg, self.init_scale = float(learning_rate), float(reg), float(init_scale)
         self.quirks, self.seed, self.progress = bool(quirks), int(seed), progress
+        if not isinstance(bias, bool):
+            raise ValueError(f"bprmf: bias must be true or false, got {bias!r}")
+        self.bias = bias and not self.quirks  # the quirk never updates the bias
+        self.bias_reg = self.reg if bias_reg is None else float(bias_reg)
+        if self.bias_reg < 0:
+            raise ValueError(f"bprmf: bias_reg must be >= 0, got {bias_reg}")
         self.threads = max(1, int(threads))
         self.epoch_log: list[dict] = []
 
@@ -132,7 +148,7 @@ class BPRMF:
         U = torch.from_numpy(self._uniform_init(rng, n_sessions))
         I = torch.from_numpy(self._uniform_init(rng, n_items))
         b = torch.zeros(n_items, dtype=torch.float32)
-        lr, reg = self.learning_rate, self.reg
+        lr, reg, bias_reg = self.learning_rate, self.reg, self.bias_reg
         sessions_t = torch.from_numpy(session_idx.astype(np.int64))
         items_t = torch.from_numpy(item_idx)
         for epoch in range(1, self.n_epochs + 1):
@@ -151,9 +167,10 @@ class BPRMF:
                 U.index_add_(0, u, lr * (c * (Ii - Ij) - reg * Uu))
                 I.index_add_(0, i, lr * (c * Uu - reg * Ii))
                 I.index_add_(0, j, lr * (-c * Uu - reg * Ij))
-                if not self.quirks:
-                    b.index_add_(0, i, lr * (c[:, 0] - reg * b[i]))
-                    b.index_add_(0, j, lr * (-c[:, 0] - reg * b[j]))
+                if self.bias:  # both steps from the biases at the start of the chunk
+                    bi, bj = b[i], b[j]
+                    b.index_add_(0, i, lr * (c[:, 0] - bias_reg * bi))
+                    b.index_add_(0, j, lr * (-c[:, 0] - bias_reg * bj))
             seconds = time.perf_counter() - t0
             entry = {"epoch": epoch, "loss": loss_sum / max(n_events, 1), "seconds": seconds,
                      "events_per_s": n_events / seconds if seconds > 0 else None,
