@@ -224,3 +224,142 @@ def test_same_rank_record(trained):
                                   check_dtype=False)
     np.testing.assert_array_equal(k["higher"], t["higher"], err_msg=name)
     np.testing.assert_array_equal(k["ties"], t["ties"], err_msg=name)
+
+
+# ----- each framework's own data path ---------------------------------------------------------
+def random_layout(rng: np.random.Generator) -> pd.DataFrame:
+    """Sessions of random lengths (2..9, short ones most common), ids not in time order, tied start times."""
+    n = int(rng.integers(1, 40))
+    rows = []
+    for sid in rng.permutation(np.arange(1, n + 1) * 7):
+        start = float(rng.integers(0, 20)) * 10.0  # ties between sessions' first events on purpose
+        for k in range(int(min(2 + rng.geometric(0.45) - 1, 9))):
+            rows.append((int(sid), int(rng.integers(1, 13)), start + k))
+    return pd.DataFrame(rows, columns=["SessionId", "ItemId", "Time"])
+
+
+def normalised_steps(steps, lanes_of):
+    """(in, out, keep, reset) per step; ``None`` reset -> all false, ``None`` keep -> no shrink."""
+    out = []
+    for s in steps:
+        n = len(s.in_idx)
+        reset = np.zeros(n, bool) if s.reset is None else np.asarray(s.reset, bool)
+        keep = None if s.keep is None else np.asarray(s.keep).tolist()
+        out.append((np.asarray(s.in_idx).tolist(), np.asarray(s.out_idx).tolist(), keep, reset.tolist()))
+        lanes_of.append(n)
+    return out
+
+
+def test_iterators_agree_on_random_layouts():
+    rng = np.random.default_rng(2024)
+    checked = shrinks = resets = 0
+    for layout in range(300):
+        df = random_layout(rng)
+        item_ids = np.unique(df.ItemId.to_numpy())
+        batch = int(rng.integers(1, 9))
+        min_lanes = int(rng.integers(1, 3))
+        time_sort = bool(rng.integers(0, 2))
+        kd = keras_data.SessionData.from_frame(df, item_ids, time_sort=time_sort)
+        td = torch_data.session_data(df, item_ids, time_sort=time_sort)
+        assert kd.session_ids.tolist() == td.session_ids[td.order].tolist(), layout
+        lanes_k, lanes_t = [], []
+        ks = normalised_steps(keras_data.session_parallel(kd, batch, min_lanes=min_lanes), lanes_k)
+        ts = normalised_steps(torch_data.session_parallel(td, batch, min_lanes=min_lanes), lanes_t)
+        assert ks == ts, f"layout {layout}: batch {batch}, min_lanes {min_lanes}, time_sort {time_sort}"
+        if min_lanes == 1:  # independent count: every event but each session's last is an input once
+            assert sum(lanes_k) == len(df) - df.SessionId.nunique()
+        checked += len(ks)
+        shrinks += sum(k is not None for _, _, k, _ in ks)
+        resets += sum(any(r) for _, _, _, r in ks)
+    assert checked > 3000 and shrinks > 100 and resets > 500  # the layouts exercised all three
+
+
+def test_sample_stores_draw_the_same_distribution():
+    """Each store against the exact support^alpha distribution, and the two against each other.
+
+    K = 40 items with supports 1..40 (shuffled), alpha 0.75, N = 200,000 draws
+    from each store (rows of 1,000 from stores of 20,000: 10 refills). Tests at
+    level 0.001: chi-square goodness of fit (39 df) of each store, and the 2 x K
+    chi-square test of homogeneity between them. Power, computed below from the
+    noncentral chi-square: against a store that samples with exponent 0.8
+    instead of 0.75 the goodness-of-fit test has power > 0.999 (1 - 8e-9) and
+    the homogeneity test power 0.994; a store that never draws the least
+    popular item (probability 0.0027) is detected with power > 0.999 by
+    either. Smaller errors are not in reach (exponent 0.77: power 0.26 and
+    0.05), which the exact-equality check of
+    :func:`test_own_iterator_and_store_train_the_same` covers instead.
+    """
+    from scipy import stats
+
+    K, N, alpha, n_sample, store_size = 40, 200_000, 0.75, 1000, 20_000
+    support = np.random.default_rng(0).permutation(np.arange(1, K + 1)).astype(np.float64)
+    p0 = support ** alpha / (support ** alpha).sum()
+    ks = keras_sampling.SampleStore(support, n_sample, alpha, store_size, seed=11)
+    ts = torch_sampling.SampleStore(support, alpha, n_sample, store_size, np.random.default_rng(12))
+    counts = {}
+    for name, store in (("keras", ks), ("torch", ts)):
+        draws = np.concatenate([np.asarray(store.next()) for _ in range(N // n_sample)])
+        counts[name] = np.bincount(draws, minlength=K)
+        assert counts[name].sum() == N and len(counts[name]) == K
+        assert stats.chisquare(counts[name], N * p0).pvalue > 1e-3, name
+    table = np.stack([counts["keras"], counts["torch"]])
+    assert stats.chi2_contingency(table).pvalue > 1e-3
+
+    # the stated power (so that a passing test means something)
+    crit_gof, crit_hom = stats.chi2.ppf(0.999, K - 1), stats.chi2.ppf(0.999, K - 1)
+    p1 = support ** 0.8 / (support ** 0.8).sum()
+    lam_gof = N * ((p1 - p0) ** 2 / p0).sum()
+    lam_hom = N / 2 * ((p1 - p0) ** 2 / ((p1 + p0) / 2)).sum()  # two samples of N each
+    assert stats.ncx2.sf(crit_gof, K - 1, lam_gof) > 0.999
+    assert stats.ncx2.sf(crit_hom, K - 1, lam_hom) > 0.99
+    p_drop = np.where(support == 1, 0.0, p0)
+    p_drop /= p_drop.sum()
+    lam_drop = N * ((p_drop - p0) ** 2 / p0).sum()
+    assert stats.ncx2.sf(crit_gof, K - 1, lam_drop) > 0.999
+    lam_drop_hom = N / 2 * ((p_drop - p0) ** 2 / ((p_drop + p0) / 2)).sum()
+    assert stats.ncx2.sf(crit_hom, K - 1, lam_drop_hom) > 0.999
+
+
+def test_own_iterator_and_store_train_the_same(tmp_path):
+    """A short epoch where each framework uses its OWN iterator and sample store (same store seed),
+    dropout masks through the hook: same per-step losses and final weights."""
+    name = "xe-embedding-dropout"
+    params = {**full_params(name), "sample_store_size": 3 * N_SAMPLE}  # a refill every 3 steps
+    rng = np.random.default_rng(9)
+    rows = [(sid, 100 + int(rng.integers(0, N_ITEMS)), sid * 100.0 + k)
+            for sid in range(25) for k in range(int(rng.integers(2, 7)))]
+    df = pd.DataFrame(rows, columns=["SessionId", "ItemId", "Time"])
+    with open(tmp_path / "init.npz", "wb") as f:
+        np.savez(f, **neutral_init(params))
+    out = {}
+    for framework in ("torch", "keras"):
+        if framework == "torch":
+            m = torch_model.GRU4Rec(N_ITEMS, params, seed=1, support=SUPPORT)
+            steps = torch_data.session_parallel(torch_data.session_data(df, ITEM_IDS), B)
+            store = torch_sampling.SampleStore(SUPPORT, params.get("sample_alpha", 0.5), N_SAMPLE,
+                                               params["sample_store_size"], np.random.default_rng(77))
+        else:
+            m = keras_model.GRU4Rec(N_ITEMS, params, seed=1, support=SUPPORT)
+            steps = keras_data.session_parallel(keras_data.SessionData.from_frame(df, ITEM_IDS), B)
+            store = keras_sampling.SampleStore(SUPPORT, N_SAMPLE, params.get("sample_alpha", 0.5),
+                                               params["sample_store_size"], seed=77)
+        m.item_ids = ITEM_IDS
+        m.load_weights(tmp_path / "init.npz")
+        m.dropout_mask_fn = MaskSource(SITES[name])
+        losses, negatives = [], []
+        for s in steps:
+            if s.keep is not None:
+                m.keep_lanes(s.keep)
+            if s.reset is not None:
+                m.reset_lanes(s.reset)
+            neg = np.asarray(store.next())
+            negatives.append(neg.tolist())
+            losses.append(m.train_step(s.in_idx, s.out_idx, neg))
+        m.save_weights(tmp_path / f"{framework}.npz")
+        out[framework] = (losses, negatives, load_npz(tmp_path / f"{framework}.npz"))
+    (lt, nt, wt), (lk, nk, wk) = out["torch"], out["keras"]
+    assert len(lt) == len(lk) > 20
+    assert nt == nk  # same seed, same distribution, same inversion: the same extra negatives
+    np.testing.assert_allclose(lk, lt, rtol=1e-4, atol=1e-5)
+    for key in wt:
+        np.testing.assert_allclose(wk[key], wt[key], rtol=1e-4, atol=2e-5, err_msg=key)

@@ -126,8 +126,8 @@ def session_parallel(data: SessionData, batch_size: int, min_lanes: int = 1,
     offsets = data.offsets
     n_sessions = data.n_sessions
     lanes = min(batch_size, n_sessions)
-    if lanes < min_lanes:
-        return
+    if lanes == 0:  # min_lanes is checked after each refill only: the first window always runs,
+        return      # as in the authors' code (its check is in the reset hook after a window)
     iters = np.arange(lanes)          # session served by each lane
     next_session = lanes
     start = offsets[iters].copy()     # current input event of each lane
