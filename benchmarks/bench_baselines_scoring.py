@@ -3,7 +3,9 @@
 Uses the random RSC15-shaped data of ``bench_iknn.py`` (31.6M training events,
 37,483 items). Ranking cost does not depend on what a model learned, so BPR-MF
 is timed with its initial factors unless ``--bpr-epochs`` asks for training
-(each epoch is then timed too: the cost of BPR-MF on full RSC15).
+(each epoch is then timed too: the cost of BPR-MF on full RSC15). BPR-MF's
+ranking is timed twice: alone, and with the score shares of diagnostics.json
+computed in the same pass (as its ``run`` does).
 
     python benchmarks/bench_baselines_scoring.py                 # ranking only
     python benchmarks/bench_baselines_scoring.py --bpr-epochs 1  # plus one BPR epoch
@@ -16,7 +18,7 @@ import time
 
 from bench_iknn import peak_rss_mb, rsc15_like
 
-from implementations.baselines.bprmf import BPRMF
+from implementations.baselines.bprmf import BPRMF, rank_with_shares
 from implementations.baselines.common import PredictionEvents, default_block, rank_events
 from implementations.baselines.pop import Pop
 from implementations.baselines.spop import SPop
@@ -53,6 +55,9 @@ def main(argv=None) -> None:
     timed(f"bprmf ranking of {len(events):,} events",
           lambda: rank_events(events, lambda rows: bpr.score_block(events, rows),
                               block=default_block(len(bpr.item_ids), itemsize=4), progress=False))
+    _, shares = timed(f"bprmf ranking of {len(events):,} events with the score shares (as run() does)",
+                      lambda: rank_with_shares(bpr, events))
+    print(f"  score_share_bias {shares['score_share_bias']}, score_share_factors {shares['score_share_factors']}")
 
 
 if __name__ == "__main__":

@@ -237,6 +237,20 @@ class ScoreShares:
         }
 
 
+def rank_with_shares(model: BPRMF, events: PredictionEvents, progress: bool = False) -> tuple[pd.DataFrame, dict]:
+    """The rank record of ``events`` and the score shares of diagnostics.json, in one pass."""
+    shares = ScoreShares(model.item_bias)
+
+    def score(rows: np.ndarray) -> np.ndarray:
+        factor_part = model.factor_scores(events, rows)
+        shares.add(factor_part)
+        return factor_part + model.item_bias
+
+    ranks = rank_events(events, score, block=default_block(len(model.item_ids), itemsize=4),
+                        progress=progress, desc="bprmf ranking")
+    return ranks, shares.result()
+
+
 def run(train: pd.DataFrame, test: pd.DataFrame, params: dict, seed: int, ctx: RunContext) -> pd.DataFrame:
     """Rank record of BPR-MF trained with ``seed``; also writes ``diagnostics.json``."""
     p = resolve_params(params, DEFAULTS, "bprmf")
@@ -251,16 +265,7 @@ def run(train: pd.DataFrame, test: pd.DataFrame, params: dict, seed: int, ctx: R
     write_npz(ctx.outdir / "weights.npz", item_ids=model.item_ids,
               item_factors=model.item_factors, item_bias=model.item_bias)
     events = PredictionEvents.from_test(test, model.item_ids)
-    shares = ScoreShares(model.item_bias)
-
-    def score(rows: np.ndarray) -> np.ndarray:
-        factor_part = model.factor_scores(events, rows)
-        shares.add(factor_part)
-        return factor_part + model.item_bias
-
-    ranks = rank_events(events, score, block=default_block(len(model.item_ids), itemsize=4),
-                        progress=ctx.progress, desc="bprmf ranking")
-    diagnostics = shares.result()
+    ranks, diagnostics = rank_with_shares(model, events, progress=ctx.progress)
     atomic.write_json(diagnostics, ctx.outdir / "diagnostics.json")
     ctx.log.info("bprmf: score share of the item bias %s, of the factors %s",
                  diagnostics["score_share_bias"], diagnostics["score_share_factors"])
