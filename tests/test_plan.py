@@ -1,0 +1,175 @@
+"""`python -m gru4rec_repro plan`: config merging, the DAG it reads, and its arithmetic by hand."""
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from gru4rec_repro import plan
+
+REPO = Path(__file__).resolve().parents[1]
+
+DRY_RUN = """\
+Building DAG of jobs...
+Job stats:
+job      count
+-----  -------
+total        3
+
+[Fri Nov 27 23:00:17 2026]
+rule train:
+    input: results/d/data/train_full.parquet, results/d/data/test.parquet
+    output: results/d/runs/torch-xe/seed1/ranks.parquet, results/d/runs/torch-xe/seed2/ranks.parquet, results/d/runs/torch-xe/seed1/metrics.json, results/d/runs/torch-xe/seed2/metrics.json
+    log: results/logs/d/runs/torch-xe.log
+    jobid: 6
+    reason: Forced execution
+    wildcards: dataset=d, run=torch-xe
+    threads: 2
+    resources: tmpdir=/tmp, gpu=1, runtime=120, mem_mb=4000, mem=4 GB, mem_mib=3815
+
+[Fri Nov 27 23:00:17 2026]
+localrule prepare_data:
+    output: results/d/data/manifest.json
+    jobid: 1
+    wildcards: dataset=d
+    resources: tmpdir=/tmp, mem_mb=8000
+
+[Fri Nov 27 23:00:17 2026]
+rule all:
+    input: results/d/runs/torch-xe/seed1/metrics.json
+    jobid: 0
+"""
+
+
+def test_parse_dry_run_reads_rule_wildcards_outputs_threads_and_gpu():
+    jobs = plan.parse_dry_run(DRY_RUN)
+    assert [j.rule for j in jobs] == ["train", "prepare_data"]  # `all` is no job of its own
+    train, prep = jobs
+    assert train.wildcards == {"dataset": "d", "run": "torch-xe"}
+    assert len(train.outputs) == 4 and train.threads == 2 and train.gpu == 1
+    assert prep.wildcards == {"dataset": "d"} and prep.threads == 1 and prep.gpu == 0
+
+
+def test_config_files_merge_in_order_over_the_default_config(tmp_path):
+    first, second = tmp_path / "a.yaml", tmp_path / "b.yaml"
+    first.write_text("study:\n  seeds: [7, 8]\n  epochs: 4\n")
+    second.write_text("study:\n  epochs: 6\nruns:\n  torch-bprmax: {params: {learning_rate: 0.3}}\n")
+    config = plan.load_config([first, second])
+    assert config["study"]["seeds"] == [7, 8]          # from the first file
+    assert config["study"]["epochs"] == 6              # the second file wins
+    assert config["study"]["datasets"] == ["synthetic"]  # untouched keys stay
+    params = config["runs"]["torch-bprmax"]["params"]
+    assert params["learning_rate"] == 0.3 and params["momentum"] == 0.1  # merged key by key, as Snakemake
+    assert config["study"]["mem_mb"] == 4000           # schema default filled
+
+
+def test_missing_config_file_is_named(tmp_path):
+    with pytest.raises(FileNotFoundError, match="nope.yaml"):
+        plan.load_config([tmp_path / "nope.yaml"])
+
+
+def test_schedule_longest_first():
+    # 3,3 on two slots, then 2,2,2 onto the least loaded: 3+2+2 = 7 and 3+2 = 5
+    assert plan.schedule([2, 3, 2, 3, 2], 2) == 7
+    assert plan.schedule([5, 1, 1, 1], 4) == 5
+    assert plan.schedule([], 3) == 0
+    assert plan.schedule([1.0], 0) == float("inf")
+
+
+def _study(tmp_path, epochs=None):
+    """A config with dataset `d` (1,000,000 training and 10,000 test events, from its manifest)."""
+    config = plan.load_config([])
+    config["datasets"] = {"d": {"source": "synthetic"}}
+    config["study"].update(datasets=["d"], seeds=[1, 2], epochs=epochs, eval_split="test")
+    manifest = tmp_path / "d" / "data" / "manifest.json"
+    manifest.parent.mkdir(parents=True)
+    manifest.write_text(json.dumps({"splits": {
+        "train_full": {"events": 1_000_000}, "test": {"events": 10_000},
+        "train_tr": {"events": 900_000}, "train_valid": {"events": 9_000}}}))
+    return config
+
+
+def _train(run, gpu, seeds=2, threads=1):
+    outs = [f"results/d/runs/{run}/seed{s}/ranks.parquet" for s in range(1, seeds + 1)]
+    return plan.Job("train", {"dataset": "d", "run": run}, outs, threads, gpu)
+
+
+def test_training_job_cost_by_hand(tmp_path):
+    config = _study(tmp_path)  # torch-xe: published n_epochs 10
+    tp = {"gru4rec_torch/xe/gpu": 50_000.0, "gru4rec_torch/xe/cpu": 5_000.0}
+    p = plan.make_plan(config, [_train("torch-xe", gpu=1)], gpus=1, cores=4, throughput=tp, results=tmp_path)
+    # per seed: 1e6 events x 10 epochs / 50,000 = 200 s, + 10,000 test events / 20,000 = 0.5 s; 2 seeds
+    assert p.costs[0].device == "gpu"
+    assert p.costs[0].seconds == pytest.approx(2 * 200.5)
+    assert p.gpu_hours == pytest.approx(401 / 3600) and p.cpu_hours == 0
+    # no GPU in the plan: the same job on the CPU: 1e6 x 10 / 5,000 = 2000 s + 10,000 / 1,000 = 10 s
+    p = plan.make_plan(config, [_train("torch-xe", gpu=1)], gpus=0, cores=4, throughput=tp, results=tmp_path)
+    assert p.costs[0].device == "cpu" and p.costs[0].seconds == pytest.approx(2 * 2010)
+    # study.epochs cuts GRU4Rec runs: 3 epochs -> 1e6 x 3 / 5,000 = 600 s + 10 s per seed
+    p = plan.make_plan(_study(tmp_path / "e", epochs=3), [_train("torch-xe", gpu=0)], gpus=0, cores=4,
+                       throughput=tp, results=tmp_path / "e")
+    assert p.costs[0].seconds == pytest.approx(2 * 610)
+
+
+def test_plan_totals_and_wall_time_by_hand(tmp_path):
+    config = _study(tmp_path)
+    tp = {"gru4rec_torch/xe/gpu": 50_000.0, "gru4rec_torch/ranking/gpu": 25_000.0,
+          "gru4rec_keras/xe/cpu": 10_000.0}
+    jobs = [
+        plan.Job("prepare_data", {"dataset": "d"}),
+        _train("torch-xe", gpu=1),        # 2 x (200 + 0.5)   = 401 s GPU
+        _train("torch-bprmax", gpu=1),    # 2 x (400 + 0.5)   = 801 s GPU
+        _train("keras-xe", gpu=0, threads=2),  # 2 x (1000 + 10) = 2020 s CPU, 2 threads
+        plan.Job("table", {"dataset": "d"}),
+        plan.Job("table", {"dataset": "d"}),
+    ]
+    p = plan.make_plan(config, jobs, gpus=1, cores=4, throughput=tp, results=tmp_path)
+    assert p.jobs_per_rule == {"prepare_data": 1, "train": 3, "table": 2}
+    assert p.gpu_hours == pytest.approx((401 + 801) / 3600)
+    # CPU: keras 2020 s x 2 threads + prepare_data max(5, 20 x 1.0) = 20 s + 2 tables x 15 s
+    assert p.cpu_hours == pytest.approx((2 * 2020 + 20 + 30) / 3600)
+    # wall: data 20 s, then max(GPU: 401 + 801 on one GPU, CPU: 2020) = 2020, then 2 tables on 4 cores: 15
+    assert p.wall_hours == pytest.approx((20 + 2020 + 15) / 3600)
+    # two GPUs do not help: the CPU job is the longest
+    assert plan.make_plan(config, jobs, gpus=2, cores=4, throughput=tp,
+                          results=tmp_path).wall_hours == pytest.approx(p.wall_hours)
+
+
+def test_unknown_throughput_names_the_key(tmp_path):
+    config = _study(tmp_path)
+    config["runs"]["x"] = {"implementation": "gru4rec_torch", "params": {"loss": "bpr-max"}}
+    with pytest.raises(ValueError, match="no throughput for gru4rec_torch/ranking/cpu"):
+        plan.job_cost(_train("x", gpu=0), config, {("d", None): {"train_full": 1}},
+                      {"gru4rec_torch/xe/cpu": 1.0}, gpus=0)
+
+
+def test_settings_classes():
+    assert plan.setting_of("gru4rec_torch", {"loss": "cross-entropy", "n_sample": 2048}) == "xe"
+    assert plan.setting_of("gru4rec_keras", {"loss": "bpr-max"}) == "ranking"
+    assert plan.setting_of("gru4rec_torch", {"loss": "top1", "n_sample": 0}) == "onehot"
+    assert plan.setting_of("gru4rec_keras", {"variant": "port"}) == "port"
+    assert plan.setting_of("bprmf", {}) == "epoch"
+
+
+@pytest.mark.slow
+def test_plan_command_on_rsc15_with_8_gpus():
+    out = subprocess.run([sys.executable, "-m", "gru4rec_repro", "plan", "--configfile", "config/rsc15.yaml",
+                          "--gpus", "8", "--cores", "16", "--results", "/nonexistent"],
+                         capture_output=True, text=True, cwd=REPO)
+    assert out.returncode == 0, out.stderr
+    text = out.stdout
+    assert "on 8 GPU(s) and 16 core(s)" in text and "GPU-hours" in text and "wall time" in text
+    assert "SPEC.md section 2" in text
+    # torch-xe by hand: (31,637,239 x 10 / 37,000 + 71,222 / 20,000) s x 5 seeds = 11.88 h
+    assert "rsc15/torch-xe: 11.9 h on GPU" in text
+    config = plan.load_config([REPO / "config" / "rsc15.yaml"])
+    runs = config["study"]["runs"] or list(config["runs"])
+    from gru4rec_repro.contract import DETERMINISTIC
+
+    once = sum(config["runs"][r]["implementation"] in DETERMINISTIC for r in runs)
+    counts = {line.split()[0]: int(line.split()[1]) for line in text.splitlines()
+              if line.startswith("  ") and len(line.split()) == 2 and line.split()[1].isdigit()}
+    assert counts["train"] + counts["train_once"] == len(runs)
+    assert counts["train_once"] == once
+    assert counts["prepare_data"] == 1
