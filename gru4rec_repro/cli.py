@@ -2,10 +2,11 @@
 
     python -m gru4rec_repro prepare  --dataset NAME --spec JSON --out DIR
     python -m gru4rec_repro dwell    --split DIR --out DIR --threshold T --apply-to train|train+test
-    python -m gru4rec_repro run      --implementation NAME --train F --test F --params JSON --seed S --out DIR
+    python -m gru4rec_repro run      --implementation NAME --train F --test F --params JSON --seeds S [S ...] --out DIR
     python -m gru4rec_repro metrics  --ranks F --out F
     python -m gru4rec_repro table    --name NAME --results DIR --config JSON --dataset NAME --out DIR
     python -m gru4rec_repro figure   --name NAME --results DIR --config JSON --dataset NAME --out F
+    python -m gru4rec_repro plan     [--configfile FILE ...] [--gpus N] [--cores N]
 
 Rules stay thin: they only pass paths and the relevant part of the config.
 Errors end the command with a one-line message (exit status 1) that names the
@@ -53,13 +54,25 @@ def cmd_dwell(a) -> None:
 
 
 def cmd_run(a) -> None:
-    from .run import read_split_file, run_implementation
+    from .gpuslot import pin_gpu
+
+    # One GPU of its own per GPU job, before PyTorch / TensorFlow start (profiles/local-gpu).
+    pin_gpu(a.implementation, a.device)
+    from .run import read_split_file, run_seeds
 
     train, test = read_split_file(a.train), read_split_file(a.test)
-    run_implementation(
-        a.implementation, train, test, a.params, a.seed, a.out,
-        threads=a.threads, device=a.device, progress=not a.no_progress, with_metrics=not a.no_metrics,
-    )
+    if a.seeds is not None:
+        run_seeds(a.implementation, train, test, a.params, a.seeds, a.out,
+                  threads=a.threads, device=a.device, progress=not a.no_progress)
+        return
+    from .run import data_sha256, run_implementation, run_key, seed_is_complete
+
+    key = run_key(a.implementation, a.params, a.seed, data_sha256(train, test))
+    if seed_is_complete(a.out, key):
+        logging.getLogger("gru4rec_repro").info("%s: complete for these settings; skipped", a.out)
+        return
+    run_implementation(a.implementation, train, test, a.params, a.seed, a.out, threads=a.threads,
+                       device=a.device, progress=not a.no_progress, key=key)
 
 
 def cmd_metrics(a) -> None:
@@ -78,6 +91,12 @@ def cmd_figure(a) -> None:
     from .figures import make_figure
 
     make_figure(a.name, a.results, a.config, a.dataset, a.out)
+
+
+def cmd_plan(a) -> None:
+    from .plan import main as plan
+
+    print(plan(a.configfile, gpus=a.gpus, cores=a.cores, throughput_file=a.throughput, results=a.results))
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -99,17 +118,18 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--apply-to", required=True, choices=["train", "train+test"])
     s.set_defaults(func=cmd_dwell)
 
-    s = sub.add_parser("run", help="train one implementation and write its rank record")
+    s = sub.add_parser("run", help="train one implementation (one or several seeds): rank records and metrics")
     s.add_argument("--implementation", required=True)
     s.add_argument("--train", required=True, help="train split (.parquet or official .tsv)")
     s.add_argument("--test", required=True, help="test split (.parquet or official .tsv)")
     s.add_argument("--params", type=_json_arg, default={}, help="hyperparameters (JSON or @file)")
-    s.add_argument("--seed", type=int, default=1)
+    seeds = s.add_mutually_exclusive_group()
+    seeds.add_argument("--seed", type=int, default=1, help="one seed; its files go to --out (default 1)")
+    seeds.add_argument("--seeds", type=int, nargs="+", help="several seeds in this process; seed S goes to --out/seedS")
     s.add_argument("--out", required=True, help="output folder")
     s.add_argument("--threads", type=int, default=1)
     s.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda", "gpu"])
     s.add_argument("--no-progress", action="store_true")
-    s.add_argument("--no-metrics", action="store_true", help="write ranks only (the workflow's metrics rule follows)")
     s.set_defaults(func=cmd_run)
 
     s = sub.add_parser("metrics", help="rank record -> metrics.json (the one shared evaluation)")
@@ -125,6 +145,14 @@ def build_parser() -> argparse.ArgumentParser:
         s.add_argument("--dataset", required=True)
         s.add_argument("--out", required=True)
         s.set_defaults(func=func)
+
+    s = sub.add_parser("plan", help="jobs, CPU-/GPU-hours and wall time of a study before launching it")
+    s.add_argument("--configfile", nargs="+", default=[], help="config files merged over config/config.yaml, in order")
+    s.add_argument("--gpus", type=int, default=0, help="GPUs available at once (default 0)")
+    s.add_argument("--cores", type=int, default=None, help="CPU cores available at once (default: this machine's)")
+    s.add_argument("--throughput", default=None, help="YAML of events/s per implementation/setting/device")
+    s.add_argument("--results", default="results", help="where the data step's manifests are (default results)")
+    s.set_defaults(func=cmd_plan)
     return p
 
 

@@ -1,20 +1,32 @@
-"""Run one implementation on one split with one seed: the rank record and its metrics.
+"""Run one implementation on one split: the rank record and its metrics, seed by seed.
 
-This is what the workflow's ``run_model`` rule calls, and what a user calls by
-hand on any split (the official TSV files or our parquet files)::
+This is what the workflow's ``train`` rule calls (every seed of one run in one
+process), and what a user calls by hand on any split (the official TSV files
+or our parquet files)::
 
     python -m gru4rec_repro run --implementation gru4rec_torch \\
         --train train_full.tsv --test test.tsv \\
-        --params '{"loss": "cross-entropy", "n_epochs": 3}' --seed 1 --out results/mine
+        --params '{"loss": "cross-entropy", "n_epochs": 3}' --seeds 1 2 3 --out results/mine
+
+Each seed writes to its own folder ``<out>/seed<s>/``: ``ranks.parquet``, then
+``metrics.json`` (from the rank record by the one shared
+:func:`gru4rec_repro.evaluation.metrics_from_ranks`; no model computes its
+own), then ``run_info.json`` last. ``run_info.json`` carries a key (sha256 of
+the implementation, its params, the seed and the data), so a seed whose three
+files are there with the same key is skipped when the command runs again; a
+seed whose training stopped half way resumes from the implementation's
+per-epoch checkpoint in its folder.
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import os
 import time
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from . import atomic
@@ -26,8 +38,13 @@ from .split import COLUMNS, DTYPES, sort_sessions
 
 log = logging.getLogger("gru4rec_repro.run")
 
+
 def read_split_file(path: str | os.PathLike) -> pd.DataFrame:
-    """Read a split from our parquet or from the official tab-separated format (validated)."""
+    """Read a split from our parquet or from the official tab-separated format (validated).
+
+    An empty split is an error; when the data step recorded why it is empty
+    (a prepared dataset without a validation split), the message says so.
+    """
     path = Path(path)
     if path.suffix != ".parquet":
         df = read_tsv(path)
@@ -36,8 +53,58 @@ def read_split_file(path: str | os.PathLike) -> pd.DataFrame:
     else:
         raise DataError(path, "no such split file")
     if df.empty:
-        raise DataError(path, "the split is empty")
+        raise DataError(path, "the split is empty" + _why_empty(path))
     return sort_sessions(df)
+
+
+def _why_empty(path: Path) -> str:
+    """What the split's manifest (or the manifest of the split it derives from) says is missing."""
+    manifest_path = path.parent / "manifest.json"
+    for _ in range(2):  # the folder's own manifest, then that of the split a dwell variant comes from
+        try:
+            manifest = json.loads(manifest_path.read_text())
+        except (OSError, ValueError):
+            return ""
+        validation = manifest.get("validation") or {}
+        if path.stem in ("train_tr", "train_valid") and validation.get("available") is False:
+            name = manifest.get("dataset", "?")
+            keys = " and ".join(f"datasets.{name}.{k}" for k in validation.get("missing_keys", []))
+            return (f": dataset {name!r} has no validation split ({validation.get('reason', '')}); "
+                    f"study.eval_split 'valid' needs one: give {keys} in the config, "
+                    "or evaluate on test (study.eval_split: test)")
+        derived = manifest.get("derived_from", {}).get("dir")
+        if not derived:
+            return ""
+        manifest_path = Path(derived) / "manifest.json"
+    return ""
+
+
+def data_sha256(*frames: pd.DataFrame) -> str:
+    """sha256 over the SessionId, ItemId and Time columns of ``frames``, in order (no sort)."""
+    digest = hashlib.sha256()
+    for df in frames:
+        digest.update(np.int64(len(df)).tobytes())
+        for column, dtype in zip(COLUMNS, ("<i8", "<i8", "<f8")):
+            digest.update(np.ascontiguousarray(df[column].to_numpy(), dtype=dtype).tobytes())
+    return digest.hexdigest()
+
+
+def run_key(implementation: str, params: dict, seed: int, data_key: str) -> str:
+    """What a finished seed must match to be skipped: implementation, params, seed, data."""
+    text = json.dumps({"implementation": implementation, "params": params, "seed": int(seed),
+                       "data": data_key}, sort_keys=True)
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def seed_is_complete(outdir: str | os.PathLike, key: str) -> bool:
+    """``outdir`` holds a rank record, its metrics and a ``run_info.json`` written for ``key``."""
+    outdir = Path(outdir)
+    if not all((outdir / name).is_file() for name in ("ranks.parquet", "metrics.json", "run_info.json")):
+        return False
+    try:
+        return json.loads((outdir / "run_info.json").read_text()).get("key") == key
+    except (OSError, ValueError):
+        return False
 
 
 def run_implementation(
@@ -51,15 +118,17 @@ def run_implementation(
     threads: int = 1,
     device: str = "auto",
     progress: bool = True,
-    with_metrics: bool = True,
+    key: str | None = None,
 ) -> pd.DataFrame:
-    """Train and rank; write ``ranks.parquet`` and ``run_info.json`` (and ``metrics.json``) to ``outdir``.
+    """Train and rank one seed; write ``ranks.parquet``, ``metrics.json``, then ``run_info.json``.
 
-    The workflow computes ``metrics.json`` in a rule of its own
-    (``with_metrics=False``); by hand, it comes with the run.
+    ``key``: what :func:`seed_is_complete` checks (default: computed from the arguments).
     """
     fn = resolve(implementation)
     outdir = Path(outdir)
+    if key is None:
+        key = run_key(implementation, params, seed, data_sha256(train, test))
+    (outdir / "run_info.json").unlink(missing_ok=True)  # written again last, when the seed is done
     ctx = RunContext(outdir=outdir, threads=threads, device=device, progress=progress, log=log)
     unseen = ~test["ItemId"].isin(train["ItemId"].unique())
     if unseen.any():
@@ -72,6 +141,8 @@ def run_implementation(
     ranks = validate_ranks(fn(train, test, dict(params), seed, ctx), where=f"{implementation} rank record")
     seconds = time.perf_counter() - t0
     atomic.write_parquet(ranks, outdir / "ranks.parquet")
+    log.info("%s seed %d: %d ranked events in %.1f s", implementation, seed, len(ranks), seconds)
+    write_metrics(outdir / "ranks.parquet", outdir / "metrics.json", ranks=ranks)
     atomic.write_json(
         {
             "implementation": implementation,
@@ -81,22 +152,57 @@ def run_implementation(
             "threads": threads,
             "device": device,
             "seconds_total": seconds,
+            "key": key,
         },
         outdir / "run_info.json",
     )
-    log.info("%s seed %d: %d ranked events in %.1f s", implementation, seed, len(ranks), seconds)
-    if with_metrics:
-        write_metrics(outdir / "ranks.parquet", outdir / "metrics.json")
     return ranks
 
 
-def write_metrics(ranks_path: str | os.PathLike, metrics_path: str | os.PathLike,
-                  log_path: str | os.PathLike | None = None) -> dict:
-    """The shared rank record -> ``metrics.json`` step (the workflow's ``metrics`` rule).
+def run_seeds(
+    implementation: str,
+    train: pd.DataFrame,
+    test: pd.DataFrame,
+    params: dict,
+    seeds: list[int],
+    outroot: str | os.PathLike,
+    *,
+    threads: int = 1,
+    device: str = "auto",
+    progress: bool = True,
+) -> list[Path]:
+    """Every seed of one run in this process, each in ``outroot/seed<s>/``; returns the folders.
 
-    ``log_path``: a file that gets the metrics as one JSON line (the rule's log).
+    One process pays the framework's import and the data reading once for all
+    seeds. A seed already complete (:func:`seed_is_complete`) is skipped; the
+    others run in the order given and resume from their checkpoints.
     """
-    metrics = metrics_from_ranks(pd.read_parquet(ranks_path))
+    if not seeds:
+        raise ValueError("run_seeds: no seeds given")
+    if len(set(seeds)) != len(seeds):
+        raise ValueError(f"run_seeds: seeds repeat: {list(seeds)}")
+    data_key = data_sha256(train, test)
+    folders = []
+    for seed in seeds:
+        outdir = Path(outroot) / f"seed{seed}"
+        key = run_key(implementation, params, seed, data_key)
+        if seed_is_complete(outdir, key):
+            log.info("%s seed %d: complete in %s; skipped", implementation, seed, outdir)
+        else:
+            run_implementation(implementation, train, test, params, seed, outdir, threads=threads,
+                               device=device, progress=progress, key=key)
+        folders.append(outdir)
+    return folders
+
+
+def write_metrics(ranks_path: str | os.PathLike, metrics_path: str | os.PathLike,
+                  log_path: str | os.PathLike | None = None, *, ranks: pd.DataFrame | None = None) -> dict:
+    """The shared rank record -> ``metrics.json`` step (every run's, in its training process).
+
+    ``ranks``: the rank record already in memory (else read from ``ranks_path``).
+    ``log_path``: a file that gets the metrics as one JSON line.
+    """
+    metrics = metrics_from_ranks(pd.read_parquet(ranks_path) if ranks is None else ranks)
     atomic.write_json(metrics, metrics_path)
     if log_path is not None:
         Path(log_path).write_text(json.dumps(metrics) + "\n")

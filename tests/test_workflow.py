@@ -23,12 +23,23 @@ def snakemake(workdir: Path, *args: str, check: bool = True) -> subprocess.Compl
     return proc
 
 
+def default_config() -> dict:
+    import yaml
+
+    return yaml.safe_load((REPO / "config" / "config.yaml").read_text())
+
+
 def test_default_config_dry_run_shows_the_whole_study(tmp_path):
-    out = snakemake(tmp_path, "-n", "--cores", "2").stdout
-    for rule in ("prepare_data", "dwell_variant", "run_model", "metrics", "table", "figure"):
-        assert rule in out
+    out = snakemake(tmp_path, "-n", "-p", "--cores", "2").stdout
+    for rule in ("prepare_data", "dwell_variant", "train", "train_once", "table", "figure"):
+        assert f"rule {rule}:" in out
     for run in ("torch-xe", "torch-bprmax", "keras-xe", "keras-bprmax", "keras-port", "pop", "spop", "iknn", "bprmf"):
         assert f"runs/{run}/seed1/ranks.parquet" in out
+    # one training job per run (all its seeds), none per seed, no job per metrics file
+    assert "rule metrics:" not in out and "rule run_model:" not in out
+    assert out.count("rule train:") + out.count("rule train_once:") == len(default_config()["runs"])
+    assert "--seeds 1 2 3 --out results/synthetic/runs/torch-xe " in out
+    assert "--seeds 1 --out results/synthetic/runs/pop " in out
 
 
 @pytest.mark.parametrize(

@@ -2,12 +2,12 @@
 import dataclasses
 import json
 import os
+import re
 
 from snakemake.utils import validate
 
 from gru4rec_repro.contract import DETERMINISTIC
 from gru4rec_repro.data.synthetic import SyntheticConfig
-from gru4rec_repro.run import write_metrics
 
 
 validate(config, schema="../schemas/config.schema.yaml")
@@ -75,9 +75,19 @@ def run_splits(wildcards):
     return {"train": os.path.join(d, f"{train}.parquet"), "test": os.path.join(d, f"{test}.parquet")}
 
 
+def is_deterministic(run):
+    return config["runs"][run]["implementation"] in DETERMINISTIC
+
+
 def seeds_of(run):
     """Deterministic implementations run once, with the first seed."""
-    return SEEDS[:1] if config["runs"][run]["implementation"] in DETERMINISTIC else SEEDS
+    return SEEDS[:1] if is_deterministic(run) else SEEDS
+
+
+def run_names(deterministic):
+    """A regex matching exactly the (non-)deterministic runs' names (a rule's wildcard constraint)."""
+    names = [re.escape(r) for r in config["runs"] if is_deterministic(r) == deterministic]
+    return "|".join(names) if names else "(?!)"  # (?!) matches nothing
 
 
 def is_neural(run):
