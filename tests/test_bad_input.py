@@ -1,4 +1,7 @@
 """Bad input: each case names the file, the line/column and the problem, and leaves no output."""
+import json
+import re
+
 import pytest
 
 from gru4rec_repro.data.clicks import read_clicks
@@ -108,3 +111,51 @@ def test_prepared_good_pair_is_used_as_given(tmp_path):
     assert manifest["splits"]["test"]["events"] == 2
     # the validation split is cut from train's last day: session 3 (ends at 90060 s)
     assert manifest["splits"]["train_valid"]["events"] == 2
+
+
+# One day of training clicks: every session ends in train's last day, so the
+# official rule leaves no validation session (train_tr would be empty, and
+# train_valid's items must occur in train_tr).
+ONE_DAY = [(1, 10, 0.0), (1, 11, 60.0), (2, 10, 100.0), (2, 12, 160.0), (3, 11, 3600.0), (3, 12, 3660.0)]
+NEXT_DAY = [(9, 10, 90000.0), (9, 12, 90060.0), (9, 11, 90100.0)]
+
+
+def test_one_day_prepared_split_has_no_validation_and_says_so(tmp_path):
+    from gru4rec_repro.dwell import make_dwell_variant
+    from gru4rec_repro.run import read_split_file, run_seeds
+
+    train = tsv(tmp_path / "train.tsv", ONE_DAY)
+    test = tsv(tmp_path / "test.tsv", NEXT_DAY)
+    out = tmp_path / "results" / "oneday" / "data"
+    manifest = prepare_dataset("oneday", {"source": "prepared", "train": str(train), "test": str(test)},
+                               out, progress=False)
+    assert manifest["validation"]["available"] is False
+    assert manifest["validation"]["missing_keys"] == ["train_tr", "train_valid"]
+    assert "1.0 h" in manifest["validation"]["reason"]  # clicks from 0 s to 3660 s
+    assert [manifest["splits"][s]["events"] for s in ("train_full", "test", "train_tr", "train_valid")] == [6, 3, 0, 0]
+
+    # evaluating on test works: train_full and test are read and ranked (POP: 10 and 11
+    # have 2 events, 12 has 2 as well -> all three tie; two targets of session 9)
+    splits = read_split_file(out / "train_full.parquet"), read_split_file(out / "test.parquet")
+    (folder,) = run_seeds("pop", *splits, {}, [1], tmp_path / "runs" / "pop", progress=False)
+    assert (folder / "metrics.json").is_file()
+    assert json.loads((folder / "metrics.json").read_text())["events"] == 2
+
+    # evaluating on the validation split stops, naming the dataset and the keys to give,
+    # also for a dwell variant derived from this split
+    message = "dataset 'oneday' has no validation split .* datasets.oneday.train_tr and datasets.oneday.train_valid"
+    path = out / "train_valid.parquet"
+    with pytest.raises(DataError, match=re.escape(f"{path}: the split is empty: ") + message):
+        read_split_file(path)
+    make_dwell_variant(out, out / "dwell75-train", 75, "train")
+    path = out / "dwell75-train" / "train_tr.parquet"
+    with pytest.raises(DataError, match=re.escape(f"{path}: the split is empty: ") + message):
+        read_split_file(path)
+
+
+def test_two_day_prepared_split_cuts_its_validation_from_train(tmp_path):
+    train = tsv(tmp_path / "train.tsv", TRAIN)
+    test = tsv(tmp_path / "test.tsv", [(9, 10, 200000.0), (9, 12, 200060.0)])
+    manifest = prepare_dataset("mine", {"source": "prepared", "train": str(train), "test": str(test)},
+                               tmp_path / "out", progress=False)
+    assert manifest["validation"] == {"available": True, "from": "cut from train by the official last-day rule"}

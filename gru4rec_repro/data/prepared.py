@@ -5,6 +5,13 @@ and ``Time`` (other columns are ignored), as the authors' preprocessing
 script writes them. ``train`` and ``test`` are required; ``train_tr`` and
 ``train_valid`` (the validation split) are optional and, when absent, are
 derived from ``train`` by the same last-day rule as the official split.
+
+A training split that the rule cannot cut (one day of data: every session
+ends in its last day) gives an empty validation split; that is no error
+here, because a study that evaluates on ``test`` never reads it. The data
+step records it in the manifest (``validation``), and a study that does
+evaluate on it stops with a message naming the dataset and the keys to give
+(:func:`gru4rec_repro.run.read_split_file`).
 """
 from __future__ import annotations
 
@@ -93,7 +100,9 @@ def read_prepared(train_path, test_path, train_tr=None, train_valid=None) -> dic
     """Read a prepared split -> ``{train_full, test, train_tr, train_valid}``.
 
     Frames are sorted by (SessionId, Time). Raises DataError for missing
-    columns, bad values, empty files and test items unknown to train.
+    columns, bad values, empty files and test items unknown to train. Without
+    ``train_tr``/``train_valid`` they are cut from ``train`` by the last-day
+    rule and may come out empty (see :func:`validation_note`).
     """
     from ..split import last_day_split, sort_sessions
 
@@ -107,7 +116,21 @@ def read_prepared(train_path, test_path, train_tr=None, train_valid=None) -> dic
         _check_known_items(out["train_tr"], out["train_valid"], train_valid, train_tr)
     else:
         out["train_tr"], out["train_valid"] = last_day_split(out["train_full"])
-        if len(out["train_valid"]) == 0:
-            raise DataError(train_path, "no validation sessions can be cut from the last day of this "
-                            "training split; give train_tr and train_valid explicitly")
+        if len(out["train_valid"]) == 0:  # nothing to validate on: both stay empty
+            out["train_tr"] = out["train_tr"].iloc[:0]
     return out
+
+
+def validation_note(splits: dict[str, pd.DataFrame], given: bool) -> dict:
+    """The manifest's ``validation`` entry of a prepared split: where it comes from, or why there is none."""
+    if given:
+        return {"available": True, "from": "train_tr and train_valid as given"}
+    if len(splits["train_valid"]):
+        return {"available": True, "from": "cut from train by the official last-day rule"}
+    time = splits["train_full"]["Time"]
+    hours = (time.max() - time.min()) / 3600.0
+    return {
+        "available": False,
+        "reason": f"the last-day rule leaves no validation session in train (its clicks span {hours:.1f} h)",
+        "missing_keys": ["train_tr", "train_valid"],
+    }

@@ -10,6 +10,10 @@
 * ``clicks``: ``path`` to any file in the yoochoose clicks format;
 * ``prepared``: ``train``, ``test`` (and optionally ``train_tr``,
   ``train_valid``) in the official TSV format; used as they are, not re-split.
+  Without ``train_tr``/``train_valid`` the validation split is cut from
+  ``train``'s last day; when that leaves nothing (one day of data) the two
+  validation files are written empty and the manifest's ``validation`` says
+  why: only a study with ``study.eval_split: valid`` needs them.
 
 This is what the Snakemake data rule calls.
 """
@@ -56,12 +60,16 @@ def prepare_dataset(name: str, spec: dict, outdir, *, workdir=None, log: logging
         raise DataError(None, f"dataset {name!r}: unknown source {source!r}; use one of {list(SOURCES)}")
     official_counts = None
     if source == "prepared":
-        from .prepared import read_prepared
+        from .prepared import read_prepared, validation_note
 
         params = _keys(name, spec, {"train_tr", "train_valid"}, {"train", "test"})
         splits = read_prepared(params["train"], params["test"], params.get("train_tr"),
                                params.get("train_valid"))
         origin = {k: str(v) for k, v in params.items()}
+        validation = validation_note(splits, given="train_tr" in params)
+        if not validation["available"]:
+            logger.warning("dataset %s: no validation split (%s); fine for study.eval_split test, "
+                           "an error for valid", name, validation["reason"])
     else:
         if source == "synthetic":
             from . import synthetic
@@ -88,4 +96,6 @@ def prepare_dataset(name: str, spec: dict, outdir, *, workdir=None, log: logging
         splits = official_split(clicks, source=path)
         del clicks
     extra = {"dataset": name, "source": source, "origin": origin}
+    if source == "prepared":
+        extra["validation"] = validation
     return write_split(splits, outdir, official_counts=official_counts, log=logger, extra=extra)
