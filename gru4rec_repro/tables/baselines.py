@@ -9,6 +9,9 @@ random tie-break with the rank < 20 cut (SPEC.md section 7), so ours is shown
 under both. BPR-MF's notes print the share of its scores that comes from the
 item bias and from the factors when the run folder holds ``diagnostics.json``
 with ``score_share_bias`` / ``score_share_factors``.
+
+Runs (rows whose run is not configured are left out): pop, spop, iknn,
+iknn-symmetric, bprmf, bprmf-quirks, bprmf-factors, torch-xe.
 """
 from __future__ import annotations
 
@@ -23,8 +26,10 @@ BASELINE_ROWS = (
     ("POP", "pop", "POP"),
     ("S-POP", "spop", "S-POP"),
     ("Item-KNN", "iknn", "Item-KNN"),
+    ("Item-KNN (symmetric co-occurrence)", "iknn-symmetric", "Item-KNN"),
     ("BPR-MF", "bprmf", "BPR-MF"),
     ("BPR-MF (authors' quirks)", "bprmf-quirks", "BPR-MF"),
+    ("BPR-MF (factors matter: lr 0.1, bias_reg 1)", "bprmf-factors", "BPR-MF"),
     ("GRU4Rec (tutorial's row)", "torch-xe", "GRU4Rec"),
 )
 #: Protocols shown besides the paper's own: the random tie-break with the 2016 cut.
