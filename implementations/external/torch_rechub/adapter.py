@@ -105,7 +105,7 @@ def translate(params: dict, device: str) -> tuple[dict, ac.Translation]:
     if len(layers) != GRU_LAYERS:
         tr.not_expressed["layers.depth"] = (
             f"the GRU always has {GRU_LAYERS} layers: user_params['num_layers'] is read at gru4rec.py:40 but "
-            f"also passed to MLP (line 41), which refuses it (run's depth: {len(layers)})")
+            f"also passed to MLP (line 41), which refuses it (run's value: {len(layers)} layer(s), {layers})")
     s["mlp_dims"] = tr.also("user_params.dims", [layers[0]])  # the MLP must end in the item embedding size
     embedding, constrained = int(tr.get("embedding", 0)), bool(tr.get("constrained_embedding", True))
     if constrained:
