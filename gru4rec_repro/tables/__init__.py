@@ -10,6 +10,20 @@ helpers; :mod:`.render` writes a table as ``<name>.md`` (GitHub table),
 ``<name>.tex`` (a complete LaTeX ``table`` environment), ``<name>.csv``
 (numeric columns) and ``<name>.notes.txt``.
 
+The tables and the runs they read (a row whose run is not configured is left out):
+
+* ``baselines``: pop, spop, iknn, iknn-symmetric, bprmf, bprmf-quirks, bprmf-factors, torch-xe;
+* ``iclr2016``: pop, spop, iknn, bprmf, torch-{top1,bpr,xe}-2016, torch-{top1,bpr,xe}-2016-1000;
+* ``losses``: {torch,keras}-{xe,top1,bpr,top1max,bprmax};
+* ``authors_current``: {torch,keras}-{xe-best,bprmax,bprmax-noemb,xe-noemb-2018};
+* ``dwell``: torch-top1-2016, torch-bprmax, torch-dwell{75,100}-{train,traintest},
+  torch-bprmax-dwell{75,100}-{train,traintest};
+* ``frameworks``: every setting X with both torch-X and keras-X;
+* ``keras_port``: keras-port, keras-port-as-published, keras-port-flaw-*;
+* ``protocols``: every configured run;
+* ``claims``: iknn and the 2016 GRU4Rec runs; torch-{top1max,top1,bprmax,bpr,xe-uniform};
+  the dwell runs with torch-top1-2016 / torch-bprmax.
+
 Table order: :data:`ORDER` first, then any other discovered table
 alphabetically. Two modules defining the same table name is an error naming
 both. A row whose runs are not in the config is skipped; a configured run
