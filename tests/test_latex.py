@@ -24,7 +24,6 @@ needs_pdflatex = pytest.mark.skipif(
 )
 
 DOCUMENT = r"""\documentclass{article}
-\usepackage[T1]{fontenc}
 \usepackage{booktabs}
 \usepackage{graphicx}
 \begin{document}
