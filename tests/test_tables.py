@@ -433,3 +433,10 @@ def test_bad_train_log_names_the_line(tmp_path):
     (tmp_path / "runs/torch-xe/seed1/train_log.jsonl").write_text('{"epoch": 1}\nnot json\n')
     with pytest.raises(ValueError, match="train_log.jsonl:2"):
         tables.Study(tmp_path, config({"torch-xe": "gru4rec_torch"}), "tiny").run("torch-xe")
+
+
+def test_seeds_of_a_run_on_different_events_name_the_run(tmp_path):
+    write_run(tmp_path, "torch-xe", 1, ranks_of(1))
+    write_run(tmp_path, "torch-xe", 2, ranks_of(1, sessions=range(100, 120)))
+    with pytest.raises(ValueError, match="run 'torch-xe' seed 2 is not on the same test events as seed 1"):
+        tables.Study(tmp_path, config({"torch-xe": "gru4rec_torch"}), "tiny").run("torch-xe")

@@ -170,6 +170,11 @@ class Study:
             ranks.append(r)
             lp = d / "train_log.jsonl"
             logs.append(read_train_log(lp) if lp.is_file() else pd.DataFrame())
+        for s, r in zip(seeds[1:], ranks[1:]):
+            if not stats.same_events(ranks[0], r):
+                raise ValueError(
+                    f"{run_dir}: run {name!r} seed {s} is not on the same test events as seed "
+                    f"{seeds[0]} ({len(r)} vs {len(ranks[0])} events); seeds are averaged per event")
         log.info("loaded %s: seeds %s, %d events", name, seeds, len(ranks[0]))
         return RunResults(name, seeds, ranks, logs)
 
