@@ -200,7 +200,8 @@ CLAIMS = {
         "source": "CIKM 2018 (Hidasi & Karatzoglou): TOP1-max > TOP1 and BPR-max > BPR with the same sampling",
     },
     "cikm2018_max_vs_xe": {
-        "source": "CIKM 2018: the max losses perform at least as well as cross-entropy with the same sampling",
+        "source": ("CIKM 2018 as the tutorial's loss table presents it: the max losses beat cross-entropy "
+                   "with the same sampling"),
     },
     "bogina2017_dwell": {
         "source": "Bogina & Kuflik 2017: dwell-time boosting improves GRU4Rec",
