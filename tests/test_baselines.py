@@ -244,6 +244,12 @@ def test_iknn_rank_record_with_repeats_matches_the_authors_definition_by_hand(tm
     ]
     model = iknn.ItemKNN(lmbd=0, alpha=0.5).fit(REPEAT_TRAIN)
     assert sim(model, 1, 2) == pytest.approx(3 / math.sqrt(12)) and sim(model, 2, 1) == pytest.approx(1 / math.sqrt(12))
+    # the same from the count matrix directly, which is left as it was (fit lets it be overwritten)
+    x = iknn.session_item_counts(np.array([0, 0, 0, 0, 1, 1, 2, 2, 3, 3]), np.array([0, 0, 0, 1, 1, 2, 1, 2, 3, 1]), 4, 4)
+    before = x.toarray()
+    sims = iknn.item_similarities(x, np.array([3, 4, 2, 1]), lmbd=0, alpha=0.5)
+    assert np.array_equal(x.toarray(), before) and before.max() == 3
+    assert np.array_equal(sims.toarray(), model.sims.toarray())
 
 
 def authors_cooc_loop(train: pd.DataFrame, item_ids: np.ndarray) -> np.ndarray:

@@ -33,7 +33,7 @@ an unstable argsort, i.e. an unspecified order among equal similarities.)
 The co-occurrence is computed with sparse matrix products over blocks of item
 rows, and the top-``neighbors`` cut is taken per block, so the full
 co-occurrence matrix is never held in memory at once. B shares X's index
-arrays (only its data array is new).
+arrays (``fit`` overwrites X's data with ones once X^T is built).
 """
 from __future__ import annotations
 
@@ -95,18 +95,27 @@ def item_similarities(
     neighbors: int = 100,
     cooc: str = "authors",
     *,
+    overwrite_x: bool = False,
     progress: bool = False,
 ) -> sp.csr_matrix:
     """(n_items, n_items) sparse matrix of s_ij, only each row's top ``neighbors`` kept.
 
     ``x`` is the (session x item) count matrix X; ``cooc`` picks X^T B
     (``"authors"``) or X^T X (``"symmetric"``), see the module docstring.
+    ``overwrite_x`` lets the authors' definition turn ``x`` into B in place
+    (saves one data array: 200 MB at RSC15's size).
     """
     if cooc not in COOC:
         raise ValueError(f"iknn: cooc must be one of {list(COOC)}, got {cooc!r}")
     n_items = x.shape[1]
     xt = x.T.tocsr()
-    right_factor = presence(x) if cooc == "authors" else x
+    if cooc == "symmetric":
+        right_factor = x
+    elif overwrite_x:  # xt above is a copy: X's counts are no longer needed
+        x.data[:] = 1
+        right_factor = x
+    else:
+        right_factor = presence(x)
     left = np.power(supp + lmbd, alpha, dtype=np.float64)
     right = np.power(supp + lmbd, 1.0 - alpha, dtype=np.float64)
     block = max(1, BLOCK_ENTRIES // max(n_items, 1))
@@ -154,7 +163,7 @@ class ItemKNN:
         self.supp = item_supports(item_idx, n_items)
         x = session_item_counts(session_idx, item_idx, int(session_idx.max()) + 1, n_items)
         self.sims = item_similarities(x, self.supp, self.lmbd, self.alpha, self.neighbors, self.cooc,
-                                      progress=self.progress)
+                                      overwrite_x=True, progress=self.progress)
         log.info("iknn: %d items, %d kept similarities", n_items, self.sims.nnz)
         return self
 
