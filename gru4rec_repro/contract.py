@@ -54,6 +54,11 @@ REGISTRY: dict[str, str] = {
     "gru4rec_keras": "implementations.gru4rec_keras.runner:run",
 }
 
+#: Implementations that live outside the project, each run in its own Python
+#: environment by :mod:`gru4rec_repro.external` (implementations/external/<name>/,
+#: docs/AUDIT.md): the authors' official code and four libraries' GRU4Rec.
+EXTERNAL = ("authors", "recbole", "cornac", "recpack", "torch_rechub")
+
 #: Implementations whose result does not depend on the seed: the study runs
 #: them once (with the first seed) instead of once per seed.
 DETERMINISTIC = {"pop", "spop", "iknn"}
@@ -76,11 +81,15 @@ class RunContext:
 
 def resolve(name: str) -> Callable:
     """Return the ``run`` function of the implementation called ``name``."""
+    if name in EXTERNAL:
+        from .external import runner
+
+        return runner(name)
     try:
         target = REGISTRY[name]
     except KeyError:
         raise KeyError(
-            f"unknown implementation {name!r}; known: {', '.join(sorted(REGISTRY))}"
+            f"unknown implementation {name!r}; known: {', '.join(sorted([*REGISTRY, *EXTERNAL]))}"
         ) from None
     module, func = target.split(":")
     return getattr(importlib.import_module(module), func)
