@@ -142,3 +142,222 @@ def test_write_outputs_and_parse_args(tmp_path):
     bad.write_text("[1]")
     with pytest.raises(ac.AdapterError, match="JSON object"):
         ac.parse_args(["--train", "a", "--test", "b", "--params", str(bad), "--seed", "1", "--out", str(tmp_path)])
+
+
+# --------------------------------------------------------------------------- the main side
+
+import os  # noqa: E402
+import subprocess  # noqa: E402
+import threading  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+from gru4rec_repro import external  # noqa: E402
+from gru4rec_repro.contract import EXTERNAL, resolve  # noqa: E402
+
+
+def frame(rows):
+    return pd.DataFrame(rows, columns=["SessionId", "ItemId", "Time"]).astype(
+        {"SessionId": "int64", "ItemId": "int64", "Time": "float64"})
+
+
+TRAIN = frame([(1, 10, 0), (1, 20, 1), (2, 30, 2), (2, 10, 3), (3, 40, 4), (3, 20, 5)])
+# session 7: 10, 99 (unseen: dropped), 20, 30 -> events (0: ->20), (1: ->30); session 8: 40 only -> none
+TEST = frame([(7, 10, 10), (7, 99, 11), (7, 20, 12), (7, 30, 13), (8, 40, 14)])
+
+
+def test_expected_events_by_hand():
+    want = external.expected_events(TRAIN, TEST)
+    assert want.to_dict("records") == [{"session_id": 7, "position": 0, "target": 20},
+                                       {"session_id": 7, "position": 1, "target": 30}]
+
+
+def test_expected_events_agree_with_adapter_common():
+    rng = np.random.default_rng(3)
+    train = frame([(s, int(rng.integers(0, 30)), t) for t, s in enumerate(np.repeat(np.arange(40), 4))])
+    test = frame([(100 + s, int(rng.integers(0, 40)), t) for t, s in enumerate(np.repeat(np.arange(30), 5))])
+    ev = ac.prediction_events(test, ac.ItemIndex(train))
+    pd.testing.assert_frame_equal(external.expected_events(train, test), ev.frame)
+
+
+def record(rows):
+    return pd.DataFrame(rows, columns=["session_id", "position", "target", "higher", "ties"])
+
+
+def test_check_rank_record_accepts_the_right_events_in_any_order():
+    got = external.check_rank_record(record([(7, 1, 30, 0, 0), (7, 0, 20, 3, 0)]), TRAIN, TEST, "x")
+    assert got[["position", "higher"]].values.tolist() == [[0, 3], [1, 0]]
+
+
+@pytest.mark.parametrize("rows, message", [
+    ([(7, 0, 20, 0, 0)], "1 of 2 missing"),
+    ([(7, 0, 20, 0, 0), (7, 1, 30, 0, 0), (8, 0, 40, 0, 0)], "1 unexpected"),
+    ([(7, 0, 20, 0, 0), (7, 0, 20, 0, 0), (7, 1, 30, 0, 0)], "more than once"),
+    ([(7, 0, 20, 0, 0), (7, 1, 10, 0, 0)], "wrong target"),
+    ([(7, 0, 20, 2, 2), (7, 1, 30, 0, 0)], r"higher \+ ties > 3"),  # 4 training items
+])
+def test_check_rank_record_names_the_problem(rows, message):
+    with pytest.raises(external.ExternalError, match=message):
+        external.check_rank_record(record(rows), TRAIN, TEST, "lib: ranks.csv")
+
+
+def test_every_external_implementation_is_registered_and_has_its_files():
+    assert set(external.names()) == set(EXTERNAL)
+    for name in EXTERNAL:
+        folder = external.implementation_dir(name)
+        assert (folder / "features.yaml").is_file()
+        assert resolve(name).__name__ == f"run_{name}"
+    with pytest.raises(external.ExternalError, match="no external implementation"):
+        external.implementation_dir("nope")
+
+
+def fake_implementation(root: Path, name: str, requirements: str, adapter: str = "") -> None:
+    (root / name).mkdir(parents=True)
+    (root / name / "requirements.txt").write_text(requirements)
+    (root / name / "adapter.py").write_text(adapter)
+
+
+def test_environment_build_failure_names_the_implementation_and_shows_pips_log(tmp_path, monkeypatch):
+    monkeypatch.setattr(external, "EXTERNAL_DIR", tmp_path / "impl")
+    fake_implementation(tmp_path / "impl", "broken", "this is not a requirement !!!\n")
+    with pytest.raises(external.ExternalError) as err:
+        external.build_environment("broken", tmp_path / "envs")
+    text = str(err.value)
+    assert text.startswith("broken: environment build failed") and "requirements.txt" in text
+    assert "this is not a requirement" in text  # pip's complaint, from the log's tail
+    assert not any(p.is_dir() for p in (tmp_path / "envs").iterdir())  # no half-built environment
+
+
+def test_environment_is_built_once_when_two_jobs_start_at_once(tmp_path, monkeypatch):
+    monkeypatch.setattr(external, "EXTERNAL_DIR", tmp_path / "impl")
+    fake_implementation(tmp_path / "impl", "empty", "# no pins of its own\n")
+    results, errors = [], []
+
+    def build():
+        try:
+            results.append(external.build_environment("empty", tmp_path / "envs"))
+        except Exception as e:  # pragma: no cover - reported below
+            errors.append(e)
+
+    threads = [threading.Thread(target=build) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors and len(results) == 2 and results[0] == results[1]
+    record_ = json.loads((results[0] / external.MARKER).read_text())
+    assert record_["implementation"] == "empty"
+    log_text = (results[0].parent / f"{results[0].name}.build.log").read_text()
+    assert log_text.count("-m venv") == 1  # one build; the other job found it built
+    # the environment sees the main environment's packages (numpy, pandas; torch where installed)
+    out = subprocess.run([str(results[0] / "bin" / "python"), "-c", "import numpy, pandas; print('ok')"],
+                         capture_output=True, text=True)
+    assert out.stdout.strip() == "ok"
+    # another requirements.txt is another environment
+    (tmp_path / "impl" / "empty" / "requirements.txt").write_text("# changed\n")
+    assert external.environment_dir("empty", tmp_path / "envs") != results[0]
+
+
+# --------------------------------------------------------------------------- real training on tiny data
+
+
+@pytest.fixture(scope="session")
+def tiny_split(tmp_path_factory):
+    """A tiny synthetic split (config/test.yaml's generator, fewer sessions)."""
+    from gru4rec_repro.data.clicks import read_clicks
+    from gru4rec_repro.data.synthetic import generate
+    from gru4rec_repro.split import official_split
+
+    root = tmp_path_factory.mktemp("tiny")
+    generate(root / "clicks.dat", n_sessions=400, n_items=80, n_days=4, seed=7, progress=False)
+    splits = official_split(read_clicks(root / "clicks.dat"))
+    return splits["train_full"], splits["test"]
+
+
+@pytest.fixture(scope="session")
+def env_cache():
+    """Environments live in $GRU4REC_EXTERNAL_CACHE or ~/.cache/gru4rec_repro/envs (built once, reused)."""
+    return external.cache_dir()
+
+
+XE = {"loss": "cross-entropy", "layers": [32], "batch_size": 16, "dropout_p_hidden": 0.4, "learning_rate": 0.2,
+      "momentum": 0.2, "n_sample": 2048, "sample_alpha": 0.5, "logq": 1.0, "n_epochs": 2}
+
+
+def check_real_run(out: Path, train, test, n_epochs: int) -> pd.DataFrame:
+    ranks = pd.read_parquet(out / "ranks.parquet")
+    want = external.expected_events(train, test)
+    assert len(ranks) == len(want) > 50
+    pd.testing.assert_frame_equal(ranks[["session_id", "position", "target"]], want)
+    n_items = train["ItemId"].nunique()
+    assert ((ranks["higher"] + ranks["ties"]) <= n_items - 1).all()
+    assert ranks["higher"].nunique() > 5  # a model's ranks, not a constant
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["events"] == len(want)
+    log_lines = (out / "train_log.jsonl").read_text().splitlines()
+    assert [json.loads(line)["epoch"] for line in log_lines] == list(range(1, n_epochs + 1))
+    return ranks
+
+
+@pytest.mark.slow
+def test_recbole_trains_for_real_through_its_environment(tiny_split, env_cache, tmp_path, monkeypatch):
+    from gru4rec_repro.run import run_implementation
+
+    monkeypatch.setenv(external.CACHE_ENV, str(env_cache))
+    train, test = tiny_split
+    run_implementation("recbole", train, test, XE, 1, tmp_path / "seed1", threads=1, device="cpu")
+    ranks = check_real_run(tmp_path / "seed1", train, test, XE["n_epochs"])
+    info = json.loads((tmp_path / "seed1" / "adapter_info.json").read_text())
+    assert info["library"] == "recbole" and info["version"] == "1.2.1"
+    assert info["translated"]["loss_type"] == "CE" and info["translated"]["hidden_size"] == 32
+    # what RecBole cannot express is listed, with the run's value
+    assert {"momentum", "dropout_p_hidden", "n_sample", "logq", "time_sort"} <= set(info["not_expressed"])
+    assert "0.2" in info["not_expressed"]["momentum"]
+    # trained: better than chance (a random ranking puts ~20/80 of the targets in the top 20)
+    assert (ranks["higher"] + ranks["ties"] < 20).mean() > 0.4
+    # the same seed gives the same rank record
+    run_implementation("recbole", train, test, XE, 1, tmp_path / "again", threads=1, device="cpu")
+    pd.testing.assert_frame_equal(ranks, pd.read_parquet(tmp_path / "again" / "ranks.parquet"))
+
+
+def authors_checkout():
+    path = os.environ.get("GRU4REC_AUTHORS_CHECKOUT")
+    if not path:
+        pytest.skip("no checkout of the authors' code configured: set GRU4REC_AUTHORS_CHECKOUT="
+                    "/path/to/GRU4Rec_PyTorch_Official to run this test")
+    return path
+
+
+@pytest.mark.slow
+def test_authors_code_through_its_forward_pass_matches_its_own_evaluation(tiny_split, env_cache, tmp_path,
+                                                                          monkeypatch):
+    from gru4rec_repro.evaluation import metrics_from_ranks
+    from gru4rec_repro.run import run_implementation
+
+    checkout = authors_checkout()
+    monkeypatch.setenv(external.CACHE_ENV, str(env_cache))
+    monkeypatch.setenv(external.OPTIONS_ENV, json.dumps({"authors": {"checkout": checkout}}))
+    train, test = tiny_split
+    run_implementation("authors", train, test, XE, 1, tmp_path / "seed1", threads=1, device="cpu")
+    ranks = check_real_run(tmp_path / "seed1", train, test, XE["n_epochs"])
+    info = json.loads((tmp_path / "seed1" / "adapter_info.json").read_text())
+    assert info["not_expressed"] == {}  # the official code takes every setting of ours
+    # the code's own evaluation.batch_eval on the same model = our evaluation of the rank record
+    ours = metrics_from_ranks(ranks)["conservative"]
+    assert ours["recall@20"] == pytest.approx(info["own_evaluation"]["recall@20"], abs=1e-9)
+    assert ours["mrr@20"] == pytest.approx(info["own_evaluation"]["mrr@20"], abs=1e-6)
+
+
+def test_authors_adapter_without_a_checkout_says_so(tmp_path, monkeypatch):
+    monkeypatch.delenv("GRU4REC_ADAPTER_OPTIONS", raising=False)
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(
+        "authors_adapter", external.EXTERNAL_DIR / "authors" / "adapter.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    # the adapter imports adapter_common as a top-level module (as in its own environment)
+    with pytest.raises(mod.ac.AdapterError, match="external.authors.checkout"):
+        mod.checkout_dir()
+    monkeypatch.setenv("GRU4REC_ADAPTER_OPTIONS", json.dumps({"checkout": str(tmp_path)}))
+    with pytest.raises(mod.ac.AdapterError, match="no gru4rec_pytorch.py"):
+        mod.checkout_dir()

@@ -193,6 +193,14 @@ def main(argv=None) -> None:
     perm = itemidmap[index.item_ids].to_numpy().astype(np.int64)
     higher, ties = score_sessions(gru, torch, events, perm, int(args.params.get("eval_batch_size", 512)), device)
     ranks = ac.rank_record(events, higher, ties)
+    # the code's own evaluation of the same model (conservative ties): a cross-check of the
+    # rank record, which the project's one evaluation turns into metrics
+    from evaluation import batch_eval
+
+    # (its iterator needs at least batch_size test sessions)
+    n_sessions = test.loc[index.contains(test["ItemId"].to_numpy()), "SessionId"].nunique()
+    lanes = min(int(args.params.get("eval_batch_size", 512)), int(n_sessions))
+    recall, mrr = batch_eval(gru, test, cutoff=[20], batch_size=lanes, mode="conservative")
     ac.write_outputs(args.out, ranks, {
         "library": LIBRARY,
         "version": checkout_version(checkout),
@@ -206,6 +214,8 @@ def main(argv=None) -> None:
         "init": "compatibility mode (fit's default: np.random.seed(42)); the run's seed drives sampling "
                 "and dropout",
         "dropped_test_events": events.dropped,
+        "own_evaluation": {"protocol": "evaluation.batch_eval, mode conservative",
+                           "recall@20": float(recall[20]), "mrr@20": float(mrr[20])},
         "compatibility_shims": ["torch.tensor(pandas.Series) -> torch.tensor(Series.to_numpy()) inside "
                                 "gru4rec_pytorch (line 454 of the logQ set-up fails on torch 2.13 otherwise)"],
     })
