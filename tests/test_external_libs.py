@@ -1,11 +1,13 @@
 """The libraries' GRU4Rec (Cornac, RecPack, Torch-RecHub), each trained for real in its own environment.
 
-For every library: its environment is built once per test session (a venv
-with the main environment's site packages plus the pinned
+For every library: its environment is built once by the project's own
+builder, :func:`gru4rec_repro.external.build_environment` (a venv with the
+main environment's site packages plus the pinned
 ``implementations/external/<name>/requirements.txt``, cached between runs
-under ``$GRU4REC_ENV_CACHE``, default ``~/.cache/gru4rec-repro/envs``), its
-``adapter.py`` trains one epoch on a tiny synthetic split, and the rank
-record is checked against the split: one row per test event but each
+under ``$GRU4REC_EXTERNAL_CACHE``, default ``~/.cache/gru4rec_repro/envs``),
+its ``adapter.py`` trains one epoch on a tiny synthetic split through
+:func:`gru4rec_repro.external.run_adapter` (the path the workflow takes), and
+the rank record is checked again here, independently, against the split: one row per test event but each
 session's first (the inputs are every event but the last, the targets every
 event but the first), targets equal to the split's, counts in range, and a
 model that learned something (a higher Recall@20 than popularity under
@@ -19,7 +21,6 @@ need it once).
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import subprocess
@@ -31,6 +32,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from gru4rec_repro import external
 from gru4rec_repro.data import synthetic
 from gru4rec_repro.data.clicks import read_clicks
 from gru4rec_repro.gru4rec_params import resolve
@@ -41,7 +43,6 @@ EXTERNAL = ROOT / "implementations" / "external"
 LIBRARIES = ("cornac", "recpack", "torch_rechub")
 #: the distribution each library is installed as, and its pinned version
 PACKAGES = {"cornac": ("cornac", "3.0.1"), "recpack": ("recpack", "0.3.6"), "torch_rechub": ("torch-rechub", "0.9.0")}
-ENV_CACHE = Path(os.environ.get("GRU4REC_ENV_CACHE", Path.home() / ".cache" / "gru4rec-repro" / "envs"))
 
 #: the tuned cross-entropy setting (SPEC.md section 4, official README "Best hyperparameters"), one epoch
 TUNED_XE = {"loss": "cross-entropy", "layers": [100], "batch_size": 32, "constrained_embedding": True,
@@ -50,10 +51,6 @@ TUNED_XE = {"loss": "cross-entropy", "layers": [100], "batch_size": 32, "constra
 
 
 # --------------------------------------------------------------------------- environments
-
-
-def _python(env: Path) -> Path:
-    return env / ("Scripts/python.exe" if os.name == "nt" else "bin/python")
 
 
 def _index_reachable(package: str, version: str) -> bool:
@@ -67,24 +64,18 @@ def _index_reachable(package: str, version: str) -> bool:
 
 
 def build_env(name: str) -> Path:
-    """The venv of library ``name``: built once, keyed by its requirements.txt and this Python."""
-    req = EXTERNAL / name / "requirements.txt"
-    key = hashlib.sha256(req.read_bytes() + sys.version.encode()).hexdigest()[:16]
-    env = ENV_CACHE / f"{name}-{key}"
-    done = env / ".complete"
-    if done.is_file():
-        return env
-    package, version = PACKAGES[name]
-    if not _index_reachable(package, version):
-        pytest.skip(f"the package index cannot be reached (pip index versions {package}), "
-                    f"so the {name} environment cannot be built")
-    env.parent.mkdir(parents=True, exist_ok=True)
-    subprocess.run([sys.executable, "-m", "venv", "--system-site-packages", "--clear", str(env)], check=True)
-    pip = subprocess.run([str(_python(env)), "-m", "pip", "install", "--quiet", "-r", str(req)],
-                         capture_output=True, text=True)
-    assert pip.returncode == 0, f"pip install -r {req} failed:\n{pip.stderr[-3000:]}"
-    done.write_text(req.read_text())
-    return env
+    """Library ``name``'s environment, built (once, cached) by the project's builder."""
+    env = external.environment_dir(name)
+    if not external.is_built(env):
+        package, version = PACKAGES[name]
+        if not _index_reachable(package, version):
+            pytest.skip(f"the package index cannot be reached (pip index versions {package}), "
+                        f"so the {name} environment cannot be built")
+    return external.build_environment(name)
+
+
+def env_python(env: Path) -> Path:
+    return env / ("Scripts/python.exe" if os.name == "nt" else "bin/python")
 
 
 @pytest.fixture(scope="session")
@@ -111,31 +102,24 @@ def tiny(tmp_path_factory):
     splits = official_split(read_clicks(clicks))
     write_tsv(splits["train_full"], folder / "train.tsv")
     write_tsv(splits["test"], folder / "test.tsv")
-    params = folder / "params.json"
-    params.write_text(json.dumps(resolve(TUNED_XE)))
-    return {"folder": folder, "train": splits["train_full"], "test": splits["test"], "params": params}
+    return {"folder": folder, "train": splits["train_full"], "test": splits["test"]}
 
 
-def run_adapter(python: Path, name: str, tiny: dict, out: Path, seed: int = 1) -> subprocess.CompletedProcess:
-    cmd = [str(python), str(EXTERNAL / name / "adapter.py"), "--train", str(tiny["folder"] / "train.tsv"),
-           "--test", str(tiny["folder"] / "test.tsv"), "--params", str(tiny["params"]), "--seed", str(seed),
-           "--out", str(out)]
-    env = dict(os.environ, OMP_NUM_THREADS="1")
-    return subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=1800)
+def run_adapter(name: str, tiny: dict, out: Path, seed: int = 1) -> dict:
+    """The adapter run through the workflow's path (external.run_adapter): rank record and adapter_info."""
+    ranks, info = external.run_adapter(name, tiny["train"], tiny["test"], TUNED_XE, seed, out, threads=1)
+    return {"ranks": ranks.reset_index(drop=True), "info": info, "out": out}
 
 
 @pytest.fixture(scope="session")
 def adapter_runs(envs, tiny, tmp_path_factory):
-    """Each library's adapter run once on the tiny split (ranks.csv, adapter_info.json)."""
+    """Each library's adapter run once on the tiny split."""
     done: dict[str, dict] = {}
 
     def get(name: str) -> dict:
         if name not in done:
-            out = tmp_path_factory.mktemp(f"run_{name}")
-            proc = run_adapter(_python(envs(name)), name, tiny, out)
-            assert proc.returncode == 0, f"{name} adapter failed:\n{proc.stderr[-4000:]}"
-            done[name] = {"ranks": pd.read_csv(out / "ranks.csv"),
-                          "info": json.loads((out / "adapter_info.json").read_text()), "out": out}
+            envs(name)
+            done[name] = run_adapter(name, tiny, tmp_path_factory.mktemp(f"run_{name}"))
         return done[name]
 
     return get
@@ -228,10 +212,8 @@ def test_torch_rechub_one_epoch_beats_random_scoring(adapter_runs, tiny):
 
 
 @pytest.mark.parametrize("name", LIBRARIES)
-def test_same_seed_gives_the_same_rank_record(name, adapter_runs, envs, tiny, tmp_path):
-    proc = run_adapter(_python(envs(name)), name, tiny, tmp_path / "again")
-    assert proc.returncode == 0, proc.stderr[-4000:]
-    again = pd.read_csv(tmp_path / "again" / "ranks.csv")
+def test_same_seed_gives_the_same_rank_record(name, adapter_runs, tiny, tmp_path):
+    again = run_adapter(name, tiny, tmp_path / "again")["ranks"]
     pd.testing.assert_frame_equal(again, adapter_runs(name)["ranks"])
 
 
@@ -239,8 +221,9 @@ def test_same_seed_gives_the_same_rank_record(name, adapter_runs, envs, tiny, tm
 
 
 def run_in_env(python: Path, code: str, *args: str) -> str:
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "PYTHONHOME", "VIRTUAL_ENV")}
     proc = subprocess.run([str(python), "-c", textwrap.dedent(code), *args], capture_output=True, text=True,
-                          env=dict(os.environ, OMP_NUM_THREADS="1"), timeout=1800)
+                          env=dict(env, OMP_NUM_THREADS="1", PYTHONNOUSERSITE="1"), timeout=1800)
     assert proc.returncode == 0, proc.stderr[-4000:]
     return proc.stdout
 
@@ -305,7 +288,7 @@ def _params_one_epoch(tiny, tmp_path, **over) -> Path:
 
 
 def test_cornac_batched_walk_equals_its_own_one_session_scoring(envs, tiny, tmp_path):
-    out = run_in_env(_python(envs("cornac")), CORNAC_CHECK, str(EXTERNAL / "cornac" / "adapter.py"),
+    out = run_in_env(env_python(envs("cornac")), CORNAC_CHECK, str(EXTERNAL / "cornac" / "adapter.py"),
                      str(tiny["folder"] / "train.tsv"), str(tiny["folder"] / "test.tsv"),
                      str(_params_one_epoch(tiny, tmp_path, n_sample=64)))
     result = json.loads(out.strip().splitlines()[-1])
@@ -313,7 +296,7 @@ def test_cornac_batched_walk_equals_its_own_one_session_scoring(envs, tiny, tmp_
 
 
 def test_recpack_chunked_forward_equals_its_own_predict_on_the_last_prefix(envs, tiny, tmp_path):
-    out = run_in_env(_python(envs("recpack")), RECPACK_CHECK, str(EXTERNAL / "recpack" / "adapter.py"),
+    out = run_in_env(env_python(envs("recpack")), RECPACK_CHECK, str(EXTERNAL / "recpack" / "adapter.py"),
                      str(tiny["folder"] / "train.tsv"), str(tiny["folder"] / "test.tsv"),
                      str(_params_one_epoch(tiny, tmp_path)))
     result = json.loads(out.strip().splitlines()[-1])
@@ -349,5 +332,5 @@ def test_torch_rechub_defects_the_adapter_works_around_still_hold(envs):
     If a new release fixes either, the adapter's translation (in-batch
     negatives only; a 2-layer GRU whatever the run's depth) must be revisited.
     """
-    out = json.loads(run_in_env(_python(envs("torch_rechub")), TORCH_RECHUB_FORWARD).strip().splitlines()[-1])
+    out = json.loads(run_in_env(env_python(envs("torch_rechub")), TORCH_RECHUB_FORWARD).strip().splitlines()[-1])
     assert out == {"forward": [4, 8], "gru_layers": 2, "layers_settable": False}
