@@ -13,6 +13,7 @@ include: "workflow/rules/common.smk"
 include: "workflow/rules/data.smk"
 include: "workflow/rules/models.smk"
 include: "workflow/rules/study.smk"
+include: "workflow/rules/audit.smk"
 
 
 rule all:

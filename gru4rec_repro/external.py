@@ -318,7 +318,7 @@ def run_adapter(name: str, train: pd.DataFrame, test: pd.DataFrame, params: dict
 
     folder = implementation_dir(name)
     env = build_environment(name, cache)
-    outdir = Path(outdir)
+    outdir = Path(outdir).resolve()  # the adapter runs in its own folder
     work = outdir / "adapter"
     if work.exists():
         shutil.rmtree(work)
