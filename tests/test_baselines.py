@@ -340,10 +340,12 @@ def test_bprmf_session_is_the_mean_of_its_item_factors():
 def test_bprmf_score_shares_by_hand():
     # bias (0, 0.5, -1): mean -1/6, Var = (1/36 + 16/36 + 25/36) / 3 = 7/18
     # factor terms of one event (2/3, 1/3, 2): mean 1, Var = (1/9 + 4/9 + 1) / 3 = 14/27
-    # share of the bias: (7/18) / (7/18 + 14/27) = 3/7; a second event with f = (1, 1, 1): share 1
-    shares = bprmf.ScoreShares(np.array([0, 0.5, -1], dtype=np.float32))
-    shares.add(np.array([[2 / 3, 1 / 3, 2]], dtype=np.float32))
-    shares.add(np.array([[1, 1, 1]], dtype=np.float32))
+    #   (item factors (1, 0), (0, 1), (2, 2), session vector (2/3, 1/3))
+    # share of the bias: (7/18) / (7/18 + 14/27) = 3/7; a second event with v = 0, f = (0, 0, 0): share 1
+    item_factors = np.array([[1, 0], [0, 1], [2, 2]], dtype=np.float32)
+    shares = bprmf.ScoreShares(np.array([0, 0.5, -1], dtype=np.float32), item_factors)
+    shares.add(np.array([[2 / 3, 1 / 3]], dtype=np.float32))
+    shares.add(np.array([[0, 0]], dtype=np.float32))
     d = shares.result()
     assert d["score_share_bias"] == pytest.approx((3 / 7 + 1) / 2)
     assert d["score_share_factors"] == pytest.approx(1 - (3 / 7 + 1) / 2)
@@ -351,8 +353,8 @@ def test_bprmf_score_shares_by_hand():
     assert d["mean_sd_factors"] == pytest.approx(math.sqrt(14 / 27) / 2)
     assert d["n_events"] == 2 and "Var_j(b_j)" in d["definition"]
     # no bias at all: every score comes from the factors; nothing to compare: no share
-    none = bprmf.ScoreShares(np.zeros(3))
-    none.add(np.array([[1.0, 1.0, 1.0]]))
+    none = bprmf.ScoreShares(np.zeros(3), item_factors)
+    none.add(np.array([[0.0, 0.0]]))
     assert none.result()["score_share_bias"] is None
 
 

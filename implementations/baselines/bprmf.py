@@ -206,18 +206,28 @@ class BPRMF:
 
 
 class ScoreShares:
-    """Accumulates the bias / factor shares of the scores over blocks of events (module docstring)."""
+    """Accumulates the bias / factor shares of the scores over blocks of events (module docstring).
 
-    def __init__(self, item_bias: np.ndarray):
+    The variance across items of a factor term f_ej = v_e . I_j is the quadratic
+    form v_e^T C v_e, C the (factors x factors) covariance of the item factor
+    rows across items (population covariance, as ``numpy.var``): computed from
+    the session vectors alone, without another pass over the scores.
+    """
+
+    def __init__(self, item_bias: np.ndarray, item_factors: np.ndarray):
         self.var_bias = float(np.var(np.asarray(item_bias, dtype=np.float64)))
+        factors = np.asarray(item_factors, dtype=np.float64)
+        centred = factors - factors.mean(axis=0)
+        self.factor_cov = centred.T @ centred / max(len(factors), 1)
         self.share_sum = 0.0
         self.sd_factors_sum = 0.0
         self.n_events = 0
         self.n_shares = 0
 
-    def add(self, factor_scores: np.ndarray) -> None:
-        """Add a (B, n_items) block of factor terms f_ej."""
-        var_f = np.var(factor_scores, axis=1, dtype=np.float64)
+    def add(self, session_vectors: np.ndarray) -> None:
+        """Add a (B, factors) block of session vectors v_e."""
+        v = np.asarray(session_vectors, dtype=np.float64)
+        var_f = np.maximum(np.einsum("bk,kl,bl->b", v, self.factor_cov, v), 0.0)
         total = self.var_bias + var_f
         ok = total > 0
         self.share_sum += float(np.sum(self.var_bias / total[ok]))
@@ -239,12 +249,12 @@ class ScoreShares:
 
 def rank_with_shares(model: BPRMF, events: PredictionEvents, progress: bool = False) -> tuple[pd.DataFrame, dict]:
     """The rank record of ``events`` and the score shares of diagnostics.json, in one pass."""
-    shares = ScoreShares(model.item_bias)
+    shares = ScoreShares(model.item_bias, model.item_factors)
 
     def score(rows: np.ndarray) -> np.ndarray:
-        factor_part = model.factor_scores(events, rows)
-        shares.add(factor_part)
-        return factor_part + model.item_bias
+        vectors = model.session_vectors(events, rows)
+        shares.add(vectors)
+        return vectors @ model.item_factors.T + model.item_bias
 
     ranks = rank_events(events, score, block=default_block(len(model.item_ids), itemsize=4),
                         progress=progress, desc="bprmf ranking")
