@@ -361,3 +361,89 @@ def test_authors_adapter_without_a_checkout_says_so(tmp_path, monkeypatch):
     monkeypatch.setenv("GRU4REC_ADAPTER_OPTIONS", json.dumps({"checkout": str(tmp_path)}))
     with pytest.raises(mod.ac.AdapterError, match="no gru4rec_pytorch.py"):
         mod.checkout_dir()
+
+
+# --------------------------------------------------------------------------- the audit table
+
+
+def fake_ranks(hits_per_session, sessions=range(1, 201)):
+    """Two events per session; an event is a hit (rank 1) for the first ``hits`` sessions' events."""
+    rows = []
+    for s in sessions:
+        for pos in (0, 1):
+            hit = s <= hits_per_session
+            rows.append((s, pos, 100 + pos, 0 if hit else 50, 0))
+    return record(rows).astype({"session_id": "int64", "position": "int32", "target": "int64",
+                                "higher": "int64", "ties": "int64"})
+
+
+def write_fake_run(root: Path, run: str, seed: int, ranks: pd.DataFrame, seconds: list[float], info=None):
+    from gru4rec_repro import atomic
+    from gru4rec_repro.evaluation import metrics_from_ranks
+
+    d = root / "runs" / run / f"seed{seed}"
+    atomic.write_parquet(ranks, d / "ranks.parquet")
+    atomic.write_json(metrics_from_ranks(ranks), d / "metrics.json")
+    atomic.write_text("".join(json.dumps({"epoch": i + 1, "loss": 1.0, "seconds": s}) + "\n"
+                              for i, s in enumerate(seconds)), d / "train_log.jsonl")
+    if info is not None:
+        atomic.write_json(info, d / "adapter_info.json")
+
+
+def test_audit_table_compares_with_ours_and_says_when_the_authors_code_is_missing(tmp_path):
+    from gru4rec_repro.tables import build_table
+
+    info = {"library": "recbole", "version": "1.2.1", "seconds_per_epoch": [6.0], "seconds_total": 7.0,
+            "not_expressed": {"momentum": "no momentum", "logq": "no logQ"}, "translated": {}}
+    for seed in (1, 2):
+        # ours: sessions 1..120 hit (R@20 = 0.6); RecBole: sessions 1..80 hit (R@20 = 0.4)
+        write_fake_run(tmp_path, "torch-xe", seed, fake_ranks(120), [2.0, 2.0])
+        write_fake_run(tmp_path, "recbole-xe", seed, fake_ranks(80), [6.0], info)
+    config = {"runs": {"torch-xe": {"implementation": "gru4rec_torch", "params": {}},
+                       "recbole-xe": {"implementation": "recbole", "params": {}}},
+              "seeds": [1, 2], "study": {"n_boot": 200, "equivalence_margin": 0.02}}
+    table = build_table("audit", tmp_path, config, "tiny")
+    data = table.data.set_index("metric")
+    r = data.loc["recall@20"]
+    assert r["reference"] == "torch-xe" and r["library"] == "recbole 1.2.1"
+    assert r["mean"] == pytest.approx(0.4) and r["ref_mean"] == pytest.approx(0.6)
+    assert r["diff"] == pytest.approx(-0.2)
+    assert r["ci_low"] < -0.2 < r["ci_high"] < 0
+    assert r["verdict"] == "different"
+    assert r["s_per_epoch_ratio"] == pytest.approx(3.0)
+    assert r["not_expressed"] == "logq, momentum"
+    assert data.loc["mrr@20", "diff"] == pytest.approx(-0.2)  # rank 1 or beyond 20: MRR = recall
+    notes = " ".join(table.notes)
+    assert "authors' official code is not configured" in notes and "recbole-xe" in notes
+    assert "Feature checklist of recbole 1.2.1" in notes
+    assert "bpr_max: no (model/sequential_recommender/gru4rec.py:61-66)" in notes
+
+
+def test_audit_table_against_the_authors_code_and_ours(tmp_path):
+    from gru4rec_repro.tables import build_table
+
+    for seed in (1, 2):
+        write_fake_run(tmp_path, "torch-xe", seed, fake_ranks(100), [1.0])
+        write_fake_run(tmp_path, "authors-xe", seed, fake_ranks(100), [0.5],
+                       {"library": "GRU4Rec_PyTorch_Official", "version": "commit d1fc311", "seconds_per_epoch": [0.5],
+                        "seconds_total": 1.0, "not_expressed": {}, "translated": {}})
+        write_fake_run(tmp_path, "recbole-xe", seed, fake_ranks(100), [5.0],
+                       {"library": "recbole", "version": "1.2.1", "seconds_per_epoch": [5.0],
+                        "seconds_total": 6.0, "not_expressed": {}, "translated": {}})
+    config = {"runs": {r: {"implementation": i} for r, i in
+                       (("torch-xe", "gru4rec_torch"), ("authors-xe", "authors"), ("recbole-xe", "recbole"))},
+              "seeds": [1, 2], "study": {"n_boot": 200}}
+    data = build_table("audit", tmp_path, config, "tiny").data
+    pairs = list(zip(data["run"], data["reference"]))[::2]
+    assert pairs == [("authors-xe", "torch-xe"), ("recbole-xe", "authors-xe"), ("recbole-xe", "torch-xe")]
+    assert (data["diff"] == 0).all() and set(data["verdict"]) == {"equivalent"}
+    assert data.loc[data["reference"] == "authors-xe", "s_per_epoch_ratio"].iloc[0] == pytest.approx(10.0)
+
+
+def test_audit_table_without_external_runs_is_empty_with_a_note(tmp_path):
+    from gru4rec_repro.tables import build_table
+
+    write_fake_run(tmp_path, "torch-xe", 1, fake_ranks(100), [1.0])
+    config = {"runs": {"torch-xe": {"implementation": "gru4rec_torch"}}, "seeds": [1]}
+    table = build_table("audit", tmp_path, config, "tiny")
+    assert table.data.empty and "No run of this table" in table.notes[0]
