@@ -38,6 +38,8 @@ from gru4rec_repro.data.clicks import read_clicks
 from gru4rec_repro.gru4rec_params import resolve
 from gru4rec_repro.split import official_split, write_tsv
 
+pytestmark = pytest.mark.slow
+
 ROOT = Path(__file__).resolve().parent.parent
 EXTERNAL = ROOT / "implementations" / "external"
 LIBRARIES = ("cornac", "recpack", "torch_rechub")
@@ -228,16 +230,24 @@ def run_in_env(python: Path, code: str, *args: str) -> str:
     return proc.stdout
 
 
-CORNAC_CHECK = """
-    import importlib.util, sys, json
+#: loads the adapter module given as argv[1] (run inside the library's environment)
+LOAD_ADAPTER = """
+    import importlib.util, json, sys
     import numpy as np
-    spec = importlib.util.spec_from_file_location("adapter", sys.argv[1]); a = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(a); ac = a.ac
+    import pandas as pd
+    spec = importlib.util.spec_from_file_location("adapter", sys.argv[1])
+    a = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(a)
+    ac = a.ac
+    train, test = ac.read_split(sys.argv[2]), ac.read_split(sys.argv[3])
+    index = ac.ItemIndex(train)
+    events = ac.prediction_events(test, index)
+"""
+
+CORNAC_CHECK = LOAD_ADAPTER + """
     from collections import OrderedDict
     from cornac.data import SequentialDataset
     from cornac.models import GRU4Rec
-    train, test = ac.read_split(sys.argv[2]), ac.read_split(sys.argv[3])
-    index = ac.ItemIndex(train); events = ac.prediction_events(test, index)
     kw, tr = a.translate(json.load(open(sys.argv[4])), "cpu")
     iid_map = OrderedDict((int(i), k) for k, i in enumerate(index.item_ids))
     ds = SequentialDataset.build(list(zip(train.SessionId, train.ItemId, train.Time)), fmt="SIT",
@@ -252,26 +262,24 @@ CORNAC_CHECK = """
     print(json.dumps({"events": len(events), "mismatches": bad}))
 """
 
-RECPACK_CHECK = """
-    import importlib.util, sys, json
-    import numpy as np, pandas as pd
-    spec = importlib.util.spec_from_file_location("adapter", sys.argv[1]); a = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(a); ac = a.ac
+RECPACK_CHECK = LOAD_ADAPTER + """
     from recpack.algorithms import GRU4RecCrossEntropy
-    train, test = ac.read_split(sys.argv[2]), ac.read_split(sys.argv[3])
-    index = ac.ItemIndex(train); events = ac.prediction_events(test, index)
-    kw, tr = a.translate(json.load(open(sys.argv[4]))); kw.pop("class")
+    from recpack.matrix import InteractionMatrix
+    kw, tr = a.translate(json.load(open(sys.argv[4])))
+    kw.pop("class")
     X = a.interaction_matrix(train, index, True)
-    algo = GRU4RecCrossEntropy(**kw, seed=1); algo._init_model(X); algo._train_epoch(X)
+    algo = GRU4RecCrossEntropy(**kw, seed=1)
+    algo._init_model(X)
+    algo._train_epoch(X)
     a.SCORE_BUDGET = 3 * (len(index) + 1) * 5  # force narrow column chunks with the state carried
     higher, ties = a.score_sessions(algo, events, len(index), 5)
     # the library's own prediction (gru4rec.py:320-364): each session's LAST prefix, whole sessions
-    last = np.flatnonzero(np.r_[events.frame.session_id.to_numpy()[1:] != events.frame.session_id.to_numpy()[:-1], True])
+    sid = events.frame.session_id.to_numpy()
+    last = np.flatnonzero(np.r_[sid[1:] != sid[:-1], True])
     rows = []
     for u, k in enumerate(last):
         hist = events.history(int(k))
         rows += [(u, int(i), float(t)) for t, i in enumerate(hist)]
-    from recpack.matrix import InteractionMatrix
     Xt = InteractionMatrix(pd.DataFrame(rows, columns=["uid", "iid", "ts"]), item_ix="iid", user_ix="uid",
                            timestamp_ix="ts", shape=(len(last), len(index)))
     pred = algo._predict(Xt).toarray()
