@@ -66,11 +66,16 @@ THROUGHPUT: dict[str, float] = {
     "gru4rec_keras/ranking/gpu": 37000.0,
     "gru4rec_keras/onehot/gpu": 37000.0,
     "gru4rec_keras/port/gpu": 37000.0,
-    # BPR-MF (numpy, one thread): not measured at RSC15 size; assumed.
-    "bprmf/epoch/cpu": 500000.0,
+    # BPR-MF (numpy, one thread), one epoch of SGD: 79,196 events/s measured with
+    # benchmarks/bench_baselines_scoring.py --scale 0.02 --bpr-epochs 1 (RSC15-shaped,
+    # 7,496 items, a shared 2-core machine).
+    "bprmf/epoch/cpu": 79196.0,
 }
 
-#: Ranking the test set: events/s (every item scored for each test event).
+#: Ranking the test set: events/s (every item scored for each test event). CPU: the
+#: baselines rank RSC15's 55,898 test events against 7,496 items at 1,100-9,600 events/s
+#: (bench_baselines_scoring.py, as above); 37,483 items and a GRU step cost more: assumed
+#: 1,000. GPU: assumed (scoring is one matrix product per batch of 512 sessions).
 EVAL_THROUGHPUT = {"cpu": 1000.0, "gpu": 20000.0}
 
 #: Seconds of one job of a rule without a training run, per million training events

@@ -153,23 +153,28 @@ def test_settings_classes():
 
 
 @pytest.mark.slow
-def test_plan_command_on_rsc15_with_8_gpus():
+def test_plan_command_on_rsc15_with_8_gpus(tmp_path):
     out = subprocess.run([sys.executable, "-m", "gru4rec_repro", "plan", "--configfile", "config/rsc15.yaml",
-                          "--gpus", "8", "--cores", "16", "--results", "/nonexistent"],
+                          "--gpus", "8", "--cores", "16", "--results", str(tmp_path)],
                          capture_output=True, text=True, cwd=REPO)
     assert out.returncode == 0, out.stderr
     text = out.stdout
     assert "on 8 GPU(s) and 16 core(s)" in text and "GPU-hours" in text and "wall time" in text
-    assert "SPEC.md section 2" in text
-    # torch-xe by hand: (31,637,239 x 10 / 37,000 + 71,222 / 20,000) s x 5 seeds = 11.88 h
-    assert "rsc15/torch-xe: 11.9 h on GPU" in text
+    assert "events of rsc15: SPEC.md section 2" in text
+    counts = {line.split()[0]: int(line.split()[1]) for line in text.splitlines()
+              if line.startswith("  ") and len(line.split()) == 2 and line.split()[1].isdigit()}
+
     config = plan.load_config([REPO / "config" / "rsc15.yaml"])
     runs = config["study"]["runs"] or list(config["runs"])
     from gru4rec_repro.contract import DETERMINISTIC
 
     once = sum(config["runs"][r]["implementation"] in DETERMINISTIC for r in runs)
-    counts = {line.split()[0]: int(line.split()[1]) for line in text.splitlines()
-              if line.startswith("  ") and len(line.split()) == 2 and line.split()[1].isdigit()}
-    assert counts["train"] + counts["train_once"] == len(runs)
-    assert counts["train_once"] == once
-    assert counts["prepare_data"] == 1
+    assert counts["train"] == len(runs) - once and counts["train_once"] == once
+    assert counts["prepare_data"] == 1 and counts["total"] == sum(v for k, v in counts.items() if k != "total")
+
+    jobs = plan.study_jobs([REPO / "config" / "rsc15.yaml"])
+    p = plan.make_plan(config, jobs, gpus=8, cores=16, results=tmp_path)
+    xe = next(c for c in p.costs if c.job.wildcards.get("run") == "torch-xe")
+    # by hand: (31,637,239 x 10 / 37,000 = 8,550.60 s + 71,222 / 20,000 = 3.56 s) x 5 seeds = 42,770.8 s
+    assert xe.device == "gpu" and xe.seconds == pytest.approx(42_770.8, abs=0.1)
+    assert f"GPU-hours:  {p.gpu_hours:10,.1f}" in text
