@@ -259,7 +259,7 @@ def job_cost(job: Job, config: dict, sizes: dict, throughput: dict, gpus: int) -
         raise ValueError(f"no throughput for {key} (run {run}); give it in --throughput")
     epochs = epochs_of(config, run)
     train_s = n_train * epochs / throughput[key]
-    eval_s = 0.0 if impl == "bprmf" else events.get(test_split, 0) / EVAL_THROUGHPUT[device]
+    eval_s = events.get(test_split, 0) / EVAL_THROUGHPUT[device]
     return Cost(job, seeds * (train_s + eval_s), device, f"{key}: {seeds} seed(s) x {epochs} epochs")
 
 
@@ -344,11 +344,11 @@ def format_plan(plan: Plan, configfiles, throughput: dict) -> str:
               f"wall time:  {plan.wall_hours:10,.1f} h  "
               f"(= {plan.wall_hours / 24:,.1f} days; data first, training spread longest first, tables last)",
               "", "largest jobs:"]
-    for c in sorted(train, key=lambda c: -c.seconds)[:5]:
+    for c in sorted(train, key=lambda c: (-round(c.seconds), c.job.wildcards["dataset"], c.job.wildcards["run"]))[:5]:
         lines.append(f"  {c.job.wildcards.get('dataset')}/{c.job.wildcards['run']}: "
                      f"{c.seconds / 3600:,.1f} h on {c.device.upper()} ({c.note})")
     lines += ["", "assumptions:"]
-    for d, src in plan.sources.items():
+    for d, src in sorted(plan.sources.items()):
         lines.append(f"  events of {d}: {src}")
     used = sorted({c.note.split(":")[0] for c in train if "/" in c.note})
     for key in used:
