@@ -12,8 +12,8 @@ report: "workflow/report/workflow.rst"
 include: "workflow/rules/common.smk"
 include: "workflow/rules/data.smk"
 include: "workflow/rules/models.smk"
+include: "workflow/rules/audit.smk"  # before study.smk: it may add the audit panel to the study's runs
 include: "workflow/rules/study.smk"
-include: "workflow/rules/audit.smk"
 
 
 rule all:

@@ -84,7 +84,10 @@ def read_features(implementation: str, folder: Path = EXTERNAL_DIR) -> dict:
 
 
 def _label(st: Study, run: str) -> str:
+    """Short name of a run's implementation: "authors' code", "<library> <version>", "ours (PyTorch)"."""
     impl = st.runs_config[run]["implementation"]
+    if impl == AUTHORS:
+        return "authors' code"
     if impl in EXTERNAL:
         info = adapter_info(st, run)
         version = f" {info['version']}" if info.get("version") else ""
@@ -127,7 +130,8 @@ def audit_table(st: Study) -> Table:
                 cie, cir = st.ci(run, metric), st.ci(ref, metric)
                 g = c["seed_gap"]
                 rows.append({
-                    "run": run, "implementation": impl, "library": _label(st, run), "setting": setting,
+                    "run": run, "implementation": impl, "library": _label(st, run),
+                    "version": info.get("version", ""), "setting": setting,
                     "reference": ref, "reference_label": _label(st, ref), "metric": f"{metric}@{st.k}",
                     "mean": me, "sd": sde, "n": ne, "ref_mean": mr, "ref_sd": sdr, "ref_n": nr,
                     "ci_low_run": cie["low"], "ci_high_run": cie["high"],
@@ -194,7 +198,11 @@ def audit_table(st: Study) -> Table:
     notes += notes_extra
     notes.append(ci_note(st, used))
     for impl in dict.fromkeys(st.runs_config[r]["implementation"] for r in runs):
-        label = next(_label(st, r) for r in runs if st.runs_config[r]["implementation"] == impl)
+        first = next(r for r in runs if st.runs_config[r]["implementation"] == impl)
+        label = _label(st, first)
+        version = adapter_info(st, first).get("version", "")
+        if impl == AUTHORS and version:
+            label += f" ({version})"
         feats = read_features(impl)
         items = "; ".join(f"{f}: {feats[f]['value']} ({feats[f]['where']})" for f in FEATURES)
         notes.append(f"Feature checklist of {label} (implementations/external/{impl}/features.yaml, "
