@@ -401,6 +401,45 @@ def runner(name: str):
     return run
 
 
+# --------------------------------------------------------------------------- workflow settings
+
+
+def study_runs(config: dict, runs: list[str]) -> tuple[list[str], list[str]]:
+    """The study's runs with the audit panel: (runs, runs left out).
+
+    ``external.panel`` runs are appended to ``runs``; runs of the authors' code
+    are left out when ``external.authors.checkout`` is not set (its licence
+    forbids shipping it; the audit table then says it is not configured).
+    """
+    ext = config.get("external") or {}
+    out = list(runs)
+    for run in ext.get("panel") or []:
+        if run not in config["runs"]:
+            raise ValueError(f"config: external.panel names {run!r}, which is not under runs:")
+        if run not in out:
+            out.append(run)
+    dropped = []
+    if not (ext.get("authors") or {}).get("checkout"):
+        dropped = [r for r in out if config["runs"][r]["implementation"] == AUTHORS]
+    return [r for r in out if r not in dropped], dropped
+
+
+def workflow_options(config: dict) -> str:
+    """$GRU4REC_EXTERNAL_OPTIONS of the workflow's jobs (JSON; the checkout path made absolute)."""
+    checkout = ((config.get("external") or {}).get("authors") or {}).get("checkout")
+    opts = {AUTHORS: {"checkout": os.path.abspath(os.path.expanduser(checkout))}} if checkout else {}
+    return json.dumps(opts)
+
+
+def workflow_params(config: dict, run: str) -> dict:
+    """An external run's params; ``study.epochs`` applies as to our GRU4Rec runs (the same setting)."""
+    params = dict(config["runs"][run].get("params") or {})
+    epochs = (config.get("study") or {}).get("epochs")
+    if epochs:
+        params["n_epochs"] = epochs
+    return params
+
+
 # --------------------------------------------------------------------------- command line
 
 

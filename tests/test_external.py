@@ -447,3 +447,20 @@ def test_audit_table_without_external_runs_is_empty_with_a_note(tmp_path):
     config = {"runs": {"torch-xe": {"implementation": "gru4rec_torch"}}, "seeds": [1]}
     table = build_table("audit", tmp_path, config, "tiny")
     assert table.data.empty and "No run of this table" in table.notes[0]
+
+
+def test_workflow_settings_add_the_panel_and_leave_out_the_unconfigured_authors_code():
+    config = {"runs": {"torch-xe": {"implementation": "gru4rec_torch", "params": {"n_epochs": 10}},
+                       "authors-xe": {"implementation": "authors", "params": {"n_epochs": 10}},
+                       "recbole-xe": {"implementation": "recbole", "params": {"n_epochs": 10}}},
+              "study": {"epochs": 3},
+              "external": {"panel": ["authors-xe", "recbole-xe"]}}
+    assert external.study_runs(config, ["torch-xe"]) == (["torch-xe", "recbole-xe"], ["authors-xe"])
+    assert external.workflow_options(config) == "{}"
+    config["external"]["authors"] = {"checkout": "/x/GRU4Rec_PyTorch_Official"}
+    assert external.study_runs(config, ["torch-xe"]) == (["torch-xe", "authors-xe", "recbole-xe"], [])
+    assert json.loads(external.workflow_options(config)) == {"authors": {"checkout": "/x/GRU4Rec_PyTorch_Official"}}
+    assert external.workflow_params(config, "recbole-xe") == {"n_epochs": 3}  # study.epochs, as torch-xe
+    config["external"]["panel"] = ["nope"]
+    with pytest.raises(ValueError, match="external.panel names 'nope'"):
+        external.study_runs(config, [])

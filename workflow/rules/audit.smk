@@ -2,58 +2,23 @@
 # each trained in its own Python environment on the study's split and ranked under
 # the same contract; the `audit` table compares them with the authors' code and ours.
 # config/audit.yaml adds the panel to a study; without external runs nothing here runs.
-# See docs/AUDIT.md.
+# Included before study.smk, so that the tables see the panel. See docs/AUDIT.md.
 
 import re
 import sys
 
+from gru4rec_repro import external
 from gru4rec_repro.contract import EXTERNAL
 
-EXTERNAL_CONFIG = config.get("external") or {}
+# external.panel joins the study's runs; the authors' code only runs from a
+# checkout the user points at (external.authors.checkout).
+RUNS[:], _left_out = external.study_runs(config, RUNS)
+if _left_out:
+    print(f"audit: external.authors.checkout is not set; runs {_left_out} are left out "
+          "(the audit table notes it)", file=sys.stderr)
+EXTERNAL_RUNS = [r for r in RUNS if config["runs"][r]["implementation"] in EXTERNAL]
 # Environments are built here (one folder per implementation and requirements hash).
-ENV_CACHE = EXTERNAL_CONFIG.get("cache") or "results/envs"
-AUTHORS_CHECKOUT = (EXTERNAL_CONFIG.get("authors") or {}).get("checkout")
-
-# external.panel: runs added to the study's runs (so that the panel joins a study
-# whose study.runs lists its runs, e.g. config/test.yaml).
-for _run in EXTERNAL_CONFIG.get("panel") or []:
-    if _run not in config["runs"]:
-        raise ValueError(f"config: external.panel names {_run!r}, which is not under runs:")
-    if _run not in RUNS:
-        RUNS.append(_run)
-
-
-def is_external(run):
-    return config["runs"][run]["implementation"] in EXTERNAL
-
-
-# The authors' code runs only from a checkout the user points at (its licence
-# allows research use only, so the project never copies it). Without one its
-# runs leave the study, and the audit table says so.
-if not AUTHORS_CHECKOUT:
-    _dropped = [r for r in RUNS if config["runs"][r]["implementation"] == "authors"]
-    if _dropped:
-        print(f"audit: external.authors.checkout is not set; runs {_dropped} are left out "
-              "(the audit table notes it)", file=sys.stderr)
-        RUNS[:] = [r for r in RUNS if r not in _dropped]
-
-EXTERNAL_RUNS = [r for r in RUNS if is_external(r)]
-
-
-def external_options():
-    """Per-implementation options the adapters read ($GRU4REC_EXTERNAL_OPTIONS)."""
-    opts = {}
-    if AUTHORS_CHECKOUT:
-        opts["authors"] = {"checkout": os.path.abspath(os.path.expanduser(AUTHORS_CHECKOUT))}
-    return json.dumps(opts)
-
-
-def external_hyperparameters(run):
-    """An external run's params; study.epochs applies as to our GRU4Rec runs (same setting)."""
-    params = dict(config["runs"][run].get("params") or {})
-    if STUDY["epochs"]:
-        params["n_epochs"] = STUDY["epochs"]
-    return params
+ENV_CACHE = (config.get("external") or {}).get("cache") or "results/envs"
 
 
 rule build_environment:
@@ -89,11 +54,11 @@ rule train_external:
         "results/benchmarks/{dataset}/runs/{run}.tsv"
     params:
         implementation=lambda w: config["runs"][w.run]["implementation"],
-        hyper=lambda w: json.dumps(external_hyperparameters(w.run), sort_keys=True),
+        hyper=lambda w: json.dumps(external.workflow_params(config, w.run), sort_keys=True),
         seeds=" ".join(str(s) for s in SEEDS),
         device=STUDY["device"],
         cache=ENV_CACHE,
-        options=external_options(),
+        options=external.workflow_options(config),
     wildcard_constraints:
         run="|".join(re.escape(r) for r in EXTERNAL_RUNS) or "(?!)",
     threads: STUDY["threads"]
