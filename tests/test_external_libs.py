@@ -7,10 +7,10 @@ main environment's site packages plus the pinned
 under ``$GRU4REC_EXTERNAL_CACHE``, default ``~/.cache/gru4rec_repro/envs``),
 its ``adapter.py`` trains one epoch on a tiny synthetic split through
 :func:`gru4rec_repro.external.run_adapter` (the path the workflow takes), and
-the rank record is checked again here, independently, against the split: one row per test event but each
-session's first (the inputs are every event but the last, the targets every
-event but the first), targets equal to the split's, counts in range, and a
-model that learned something (a higher Recall@20 than popularity under
+the rank record is checked again here, independently, against the split: one
+row per test event but each session's first (the inputs are every event but
+the last, the targets every event but the first), targets equal to the
+split's, counts in range, and a model that learned something (a higher Recall@20 than popularity under
 conservative ties, or, where the library cannot reach that in one epoch on
 this data, a stated weaker check). Further tests compare the adapters'
 batched scoring with the libraries' own one-session scoring, and pin the
@@ -97,7 +97,7 @@ def envs():
 
 @pytest.fixture(scope="session")
 def tiny(tmp_path_factory):
-    """A tiny synthetic split (600 sessions, 200 items over 3 days) as official TSVs, and the tuned params."""
+    """A tiny synthetic split (600 sessions, 200 items over 3 days; 90 items survive preprocessing)."""
     folder = tmp_path_factory.mktemp("tiny_libs")
     clicks = folder / "clicks.dat"
     synthetic.generate(clicks, n_sessions=600, n_items=200, n_days=3, seed=3, progress=False)
