@@ -308,11 +308,13 @@ def _write_split_tsv(df: pd.DataFrame, path: Path) -> None:
 def run_adapter(name: str, train: pd.DataFrame, test: pd.DataFrame, params: dict, seed: int,
                 outdir: str | os.PathLike, *, threads: int = 1, device: str = "auto",
                 cache: str | os.PathLike | None = None, timeout: float | None = None,
-                adapter_options: dict | None = None) -> tuple[pd.DataFrame, dict]:
+                adapter_options: dict | None = None, keep_work: bool = False) -> tuple[pd.DataFrame, dict]:
     """Run implementation ``name``'s adapter on one split and seed; return (rank record, adapter_info).
 
-    Writes ``outdir/adapter.log`` (the adapter's output), ``outdir/adapter/``
-    (its inputs and outputs) and ``outdir/adapter_info.json``.
+    Writes ``outdir/adapter.log`` (the adapter's output) and
+    ``outdir/adapter_info.json``; the adapter works in ``outdir/adapter/``
+    (the split as TSV, params.json, its outputs and scratch files), which is
+    removed after a successful run unless ``keep_work``.
     """
     from .gru4rec_params import resolve
 
@@ -364,7 +366,10 @@ def run_adapter(name: str, train: pd.DataFrame, test: pd.DataFrame, params: dict
     info["environment"] = env.name
     info["adapter_wall_seconds"] = seconds
     info["params_given"] = params
+    info["params_resolved"] = settings
     atomic.write_json(info, outdir / "adapter_info.json")
+    if not keep_work:  # the split's copies and the library's scratch files (a failed run keeps them)
+        shutil.rmtree(work)
     return ranks, info
 
 

@@ -293,6 +293,7 @@ def check_real_run(out: Path, train, test, n_epochs: int) -> pd.DataFrame:
     assert ranks["higher"].nunique() > 5  # a model's ranks, not a constant
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["events"] == len(want)
+    assert (out / "adapter.log").is_file() and not (out / "adapter").exists()  # scratch removed
     log_lines = (out / "train_log.jsonl").read_text().splitlines()
     assert [json.loads(line)["epoch"] for line in log_lines] == list(range(1, n_epochs + 1))
     return ranks
