@@ -1,7 +1,9 @@
-"""What the two GRU4Rec benchmarks share: the tuned settings and the session data.
+"""What the GRU4Rec benchmarks share: the published settings and the session data.
 
-Both ``bench_gru4rec_torch.py`` and ``bench_gru4rec_keras.py`` import this, so
-their numbers are for the same data and the same hyperparameters.
+``bench_gru4rec_torch.py``, ``bench_gru4rec_keras.py``, ``bench_vs_authors.py``
+and ``gpu_check.py`` import this, so their numbers are for the same data and
+the same hyperparameters. ``python benchmarks/rsc15_like.py`` prints the shape
+of the generated data next to RSC15's (SPEC.md section 1).
 """
 from __future__ import annotations
 
@@ -10,40 +12,85 @@ import argparse
 import numpy as np
 import pandas as pd
 
-#: The tuned RSC15 settings of SPEC.md section 4 (one layer of 100, batch 32).
+#: The published RSC15 settings of SPEC.md section 4 (one layer of 100, batch
+#: 32), in the official PyTorch code's key spellings so that the authors' code
+#: takes them as they are (``AUTHORS_SKIP`` lists the ones it lacks).
 SETTINGS = {
-    "xe": dict(loss="cross-entropy", final_act="linear", constrained_embedding=True,
-               dropout_p_hidden=0.4, learning_rate=0.2, momentum=0.2, n_sample=2048,
-               sample_alpha=0.5, logq=1.0),
-    "bprmax": dict(loss="bpr-max", final_act="linear", constrained_embedding=True,
-                   learning_rate=0.2, momentum=0.1, bpreg=0.5, n_sample=2048),
-    "bprmax-onehot": dict(loss="bpr-max", final_act="elu", elu_param=0.5, constrained_embedding=False,
-                          embedding=0, learning_rate=0.2, momentum=0.3, sample_alpha=0.0, bpreg=1.0,
-                          n_sample=2048),
-    "top1-2016": dict(loss="top1", final_act="tanh", constrained_embedding=False, embedding=0,
-                      batch_size=50, dropout_p_hidden=0.5, learning_rate=0.01, n_sample=0),
+    # official PyTorch paramfiles/rsc15_xe_shared_100_best.py
+    "xe": dict(loss="cross-entropy", constrained_embedding=True, embedding=0, elu_param=0.0, layers=[100],
+               batch_size=32, dropout_p_embed=0.0, dropout_p_hidden=0.4, learning_rate=0.2, momentum=0.2,
+               n_sample=2048, sample_alpha=0.5, bpreg=0.0, logq=1.0),
+    # Theano param_samples/rsc15_bpr-max_constrained.py (final_act elu-0.5)
+    "bprmax": dict(loss="bpr-max", constrained_embedding=True, embedding=0, elu_param=0.5, layers=[100],
+                   batch_size=32, dropout_p_embed=0.0, dropout_p_hidden=0.0, learning_rate=0.2, momentum=0.1,
+                   n_sample=2048, sample_alpha=0.0, bpreg=0.5, logq=0.0),
+    # Theano param_samples/rsc15_cross-entropy.py (one-hot input, 2018)
+    "xe-onehot": dict(loss="cross-entropy", constrained_embedding=False, embedding=0, elu_param=0.0,
+                      layers=[100], batch_size=32, dropout_p_embed=0.0, dropout_p_hidden=0.3,
+                      learning_rate=0.1, momentum=0.7, n_sample=2048, sample_alpha=0.0, logq=0.0),
+    # Theano param_samples/rsc15_bpr-max.py (one-hot input)
+    "bprmax-onehot": dict(loss="bpr-max", constrained_embedding=False, embedding=0, elu_param=0.5,
+                          layers=[100], batch_size=32, dropout_p_embed=0.0, dropout_p_hidden=0.0,
+                          learning_rate=0.2, momentum=0.3, n_sample=2048, sample_alpha=0.0, bpreg=1.0),
+    # the 2016 TOP1 setting (Theano examples/rsc15/run_rsc15.py, commented out there)
+    "top1-2016": dict(loss="top1", final_act="tanh", constrained_embedding=False, embedding=0, layers=[100],
+                      batch_size=50, dropout_p_hidden=0.5, learning_rate=0.01, momentum=0.0, n_sample=0,
+                      time_sort=False),
 }
 
+#: Settings the authors' PyTorch code cannot run (it has cross-entropy and BPR-max only).
+AUTHORS_SKIP = {"top1-2016": "the official PyTorch code has no TOP1 loss (gru4rec_pytorch.py, set_loss_function)"}
+
 #: Share of sessions by length on RSC15 after the official preprocessing (SPEC.md section 1).
-LENGTH_SHARES = {2: 0.41, 3: 0.195, 4: 0.12, 5: 0.07, **{k: 0.14 / 5 for k in range(6, 11)},
-                 **{k: 0.065 / 20 for k in range(11, 31)}}
+#: 6-10 hold 0.14 and 11-30 hold 0.045, each block decaying by 0.8 a step: mean length 4.04.
+LENGTH_SHARES = {2: 0.41, 3: 0.195, 4: 0.12, 5: 0.07,
+                 **{k: 0.14 * 0.8 ** (k - 6) / sum(0.8 ** i for i in range(5)) for k in range(6, 11)},
+                 **{k: 0.045 * 0.8 ** (k - 11) / sum(0.8 ** i for i in range(20)) for k in range(11, 31)}}
+
+#: Item popularity ~ 1 / (rank + q)^s with q = POP_OFFSET * n_items / 37,000. On 37k items
+#: the generated data's top 1% hold 42% of the events and the top 10% hold 78% (RSC15:
+#: 41% and 79%, SPEC.md section 1).
+POP_EXPONENT, POP_OFFSET = 1.4, 150.0
+#: Share of transitions that repeat the previous item (SPEC.md section 1: 15-26%).
+P_REPEAT = 0.2
 
 
 def synthetic_sessions(n_items: int, n_sessions: int, seed: int = 0) -> pd.DataFrame:
-    """Sessions with RSC15-like lengths and heavy-tailed (Zipf 1.0) item popularity."""
+    """Sessions shaped like RSC15: its session lengths, its popularity curve and
+    its share of immediate repeats; items otherwise independent of each other."""
     rng = np.random.default_rng(seed)
     lengths = np.array(list(LENGTH_SHARES))
     shares = np.array(list(LENGTH_SHARES.values()))
     length = rng.choice(lengths, size=n_sessions, p=shares / shares.sum())
-    popularity = 1.0 / np.arange(1, n_items + 1)
-    items = rng.choice(n_items, size=int(length.sum()), p=popularity / popularity.sum())
-    k = min(n_items, len(items))
-    items[:k] = rng.permutation(n_items)[:k]  # every item occurs at least once when there is room
+    popularity = 1.0 / (np.arange(1, n_items + 1) + POP_OFFSET * n_items / 37_000) ** POP_EXPONENT
+    n_events = int(length.sum())
+    items = rng.permutation(n_items)[rng.choice(n_items, size=n_events, p=popularity / popularity.sum())]
+    k = min(n_items, n_events)
+    items[rng.choice(n_events, size=k, replace=False)] = np.arange(k)  # every item occurs when there is room
+    starts = np.r_[0, np.cumsum(length)[:-1]]
+    repeat = rng.random(n_events) < P_REPEAT
+    repeat[starts] = False
+    # a repeated position takes the item of the last position before it that is not a repeat
+    source = np.maximum.accumulate(np.where(repeat, 0, np.arange(n_events)))
+    items = items[source]
     session = np.repeat(np.arange(n_sessions), length)
     time_ = np.repeat(np.sort(rng.uniform(0, 86400 * 30, n_sessions)), length) + np.concatenate(
         [np.arange(k) * 60.0 for k in length])
     return pd.DataFrame({"SessionId": session.astype(np.int64), "ItemId": items.astype(np.int64) + 1,
                          "Time": time_})
+
+
+def shape_report(df: pd.DataFrame) -> str:
+    """The statistics of SPEC.md section 1 that ``synthetic_sessions`` imitates, measured on ``df``."""
+    length = df.groupby("SessionId").size().to_numpy()
+    counts = np.sort(df["ItemId"].value_counts().to_numpy())[::-1]
+    share = np.cumsum(counts) / counts.sum()
+    same = df["SessionId"].to_numpy()[1:] == df["SessionId"].to_numpy()[:-1]
+    rep = (df["ItemId"].to_numpy()[1:] == df["ItemId"].to_numpy()[:-1])[same].mean()
+    return (f"{len(length):,} sessions, {len(df):,} events, {len(counts):,} items; session length mean "
+            f"{length.mean():.2f}, median {np.median(length):.0f}, share of length 2 {np.mean(length == 2):.2f}; "
+            f"top 1% of items hold {share[max(1, len(counts) // 100) - 1]:.0%} of events, top 10% "
+            f"{share[max(1, len(counts) // 10) - 1]:.0%}; {rep:.0%} of transitions repeat the previous item")
 
 
 def bench_parser(description: str) -> argparse.ArgumentParser:
@@ -56,3 +103,9 @@ def bench_parser(description: str) -> argparse.ArgumentParser:
     ap.add_argument("--steps", type=int, default=2000)
     ap.add_argument("--warmup", type=int, default=200)
     return ap
+
+
+if __name__ == "__main__":
+    print(shape_report(synthetic_sessions(37_000, 200_000)))
+    print("RSC15 (SPEC.md section 1): session length mean about 4.0, median 3, share of length 2 0.39-0.43; "
+          "top 1% of items hold 41% of events, top 10% 79%; 15-26% of transitions repeat the previous item")

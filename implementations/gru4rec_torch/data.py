@@ -1,6 +1,7 @@
 """Session-parallel mini-batches (SPEC.md section 4).
 
-Sessions are taken in the order of their first event's time. Each of the
+Sessions are taken in the order of their first event's time (or of their
+SessionId, ``time_sort=False``). Each of the
 ``batch_size`` lanes holds one session; at every step each lane feeds its
 current item and targets the next one. When a lane's session has no target
 left, the next unused session takes the lane, and that lane's hidden state is
@@ -46,8 +47,13 @@ def item_index(train: pd.DataFrame) -> np.ndarray:
     return np.unique(train["ItemId"].to_numpy())
 
 
-def session_data(df: pd.DataFrame, item_ids: np.ndarray, where: str = "split") -> SessionData:
+def session_data(df: pd.DataFrame, item_ids: np.ndarray, where: str = "split",
+                 time_sort: bool = True) -> SessionData:
     """Group ``df`` (SessionId, ItemId, Time) into :class:`SessionData`.
+
+    ``time_sort``: sessions are served in the order of their first event's
+    time (True, the authors' code) or of their SessionId (False, the authors'
+    2016 script).
 
     Events whose item is not in ``item_ids`` are dropped (the test split keeps
     only items seen in training); sessions left with fewer than 2 events are
@@ -67,7 +73,7 @@ def session_data(df: pd.DataFrame, item_ids: np.ndarray, where: str = "split") -
     starts = np.flatnonzero(np.r_[True, sessions[1:] != sessions[:-1]]) if len(sessions) else np.zeros(0, np.int64)
     offsets = np.r_[starts, len(sessions)].astype(np.int64)
     first_time = df["Time"].to_numpy()[starts]
-    order = np.argsort(first_time, kind="stable")
+    order = np.argsort(first_time, kind="stable") if time_sort else np.arange(len(starts))
     return SessionData(items=items, offsets=offsets, order=order, session_ids=sessions[starts])
 
 

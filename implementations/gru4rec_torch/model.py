@@ -22,64 +22,25 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from gru4rec_repro.gru4rec_params import OFFICIAL_DEFAULTS, OUR_DEFAULTS, resolve
+
 from . import losses
 from .data import session_data, session_parallel
 from .optim import SparseAdagradMomentum
 from .sampling import SampleStore
 
-#: Hyperparameters (GRU4REC_API.md) and their defaults.
-DEFAULTS: dict = {
-    "loss": "cross-entropy",
-    "final_act": "linear",
-    "elu_param": 1.0,
-    "layers": [100],
-    "embedding": 0,
-    "constrained_embedding": True,
-    "dropout_p_embed": 0.0,
-    "dropout_p_hidden": 0.0,
-    "learning_rate": 0.05,
-    "momentum": 0.0,
-    "batch_size": 32,
-    "n_sample": 2048,
-    "sample_alpha": 0.75,
-    "sample_store_size": 10_000_000,
-    "logq": 0.0,
-    "bpreg": 1.0,
-    "n_epochs": 10,
-    "eval_batch_size": 512,
-}
+#: Hyperparameters (GRU4REC_API.md) and their defaults: the official PyTorch
+#: code's defaults plus this project's keys (gru4rec_repro/gru4rec_params.py).
+DEFAULTS: dict = {**OFFICIAL_DEFAULTS, **OUR_DEFAULTS}
 
 
 def resolve_params(params: dict | None) -> dict:
-    """``params`` over :data:`DEFAULTS`, checked; unknown names are an error."""
-    params = dict(params or {})
-    unknown = sorted(set(params) - set(DEFAULTS))
-    if unknown:
-        raise ValueError(f"gru4rec_torch: unknown hyperparameter(s) {unknown}; known: {sorted(DEFAULTS)}")
-    p = {**DEFAULTS, **params}
-    if p["loss"] not in losses.LOSSES:
-        raise ValueError(f"gru4rec_torch: loss {p['loss']!r} is not one of {losses.LOSSES}")
-    if p["final_act"] not in losses.FINAL_ACTIVATIONS:
+    """The complete settings of a run (:func:`gru4rec_repro.gru4rec_params.resolve`):
+    official defaults, ``params_file``/``ps``, the ELU rule of BPR-max; unknown
+    names, contradictions and bad values are errors."""
+    p = resolve(params)
+    if p["final_act"] not in losses.FINAL_ACTIVATIONS:  # resolve() knows the same names
         raise ValueError(f"gru4rec_torch: final_act {p['final_act']!r} is not one of {losses.FINAL_ACTIVATIONS}")
-    layers = p["layers"]
-    if isinstance(layers, int):
-        layers = [layers]
-    if not layers or any(int(h) <= 0 for h in layers):
-        raise ValueError(f"gru4rec_torch: layers must be a non-empty list of positive sizes, got {p['layers']!r}")
-    p["layers"] = [int(h) for h in layers]
-    for name in ("embedding", "batch_size", "n_sample", "sample_store_size", "n_epochs", "eval_batch_size"):
-        p[name] = int(p[name])
-    for name in ("elu_param", "dropout_p_embed", "dropout_p_hidden", "learning_rate", "momentum",
-                 "sample_alpha", "logq", "bpreg"):
-        p[name] = float(p[name])
-    p["constrained_embedding"] = bool(p["constrained_embedding"])
-    if p["batch_size"] < 1 or p["eval_batch_size"] < 1:
-        raise ValueError("gru4rec_torch: batch_size and eval_batch_size must be >= 1")
-    if p["n_sample"] < 0:
-        raise ValueError(f"gru4rec_torch: n_sample must be >= 0, got {p['n_sample']}")
-    for name in ("dropout_p_embed", "dropout_p_hidden"):
-        if not 0.0 <= p[name] < 1.0:
-            raise ValueError(f"gru4rec_torch: {name} must be in [0, 1), got {p[name]}")
     return p
 
 
@@ -183,18 +144,62 @@ class GRU4RecNet(nn.Module):
     def hidden_step(self, x, H, dropout=None):
         """Feed ``x`` (input-layer rows) through the GRU stack from states ``H``.
 
-        ``dropout(h, p_name)`` (training only) drops out the input embedding
-        and each layer's output; the dropped-out output is the new state.
+        ``dropout(h, site)`` (training only) drops out the input embedding
+        (site ``"embed"``, not in one-hot mode) and each layer's output (site
+        ``"hidden<i>"``); the dropped-out output is the new state.
         """
         new_H = []
         if dropout is not None and not self.one_hot:
-            x = dropout(x, "dropout_p_embed")
-        for layer, h in zip(self.gru, H):
+            x = dropout(x, "embed")
+        for i, (layer, h) in enumerate(zip(self.gru, H)):
             x = layer(x, h)
             if dropout is not None:
-                x = dropout(x, "dropout_p_hidden")
+                x = dropout(x, HIDDEN_SITES[i] if i < len(HIDDEN_SITES) else f"hidden{i}")
             new_H.append(x)
         return x, new_H
+
+
+HIDDEN_SITES = tuple(f"hidden{i}" for i in range(8))
+
+
+def dropout_rates(p: dict) -> dict[str, float]:
+    """Dropout probability of each site (GRU4REC_API.md): ``embed`` (input
+    embedding) and ``hidden<i>`` (output of GRU layer i).
+
+    One-hot input has no embedding to drop out. There the official PyTorch
+    code drops out the first layer's output with ``dropout_p_embed`` and
+    leaves ``dropout_p_hidden`` to the layers after it (``onehot_dropout:
+    embed``); the Theano original uses ``dropout_p_hidden`` after every layer
+    (``onehot_dropout: hidden``).
+    """
+    one_hot = not p["constrained_embedding"] and p["embedding"] == 0
+    rates = {} if one_hot else {"embed": p["dropout_p_embed"]}
+    for i in range(len(p["layers"])):
+        embed_rule = one_hot and i == 0 and p["onehot_dropout"] == "embed"
+        rates[f"hidden{i}"] = p["dropout_p_embed"] if embed_rule else p["dropout_p_hidden"]
+    return rates
+
+
+def unique_rows(idx: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """``torch.unique(idx, return_inverse=True)`` at a fixed size, without host synchronisation.
+
+    Returns ``rows``, ``pos`` and ``fill``, each of ``len(idx)`` entries: the
+    first U entries of ``rows`` are the U distinct values in ascending order
+    and ``rows[pos] == idx``; the tail entries (there is no way to know U
+    without waiting for the device) repeat the last distinct value, and
+    ``fill`` maps every entry to the distinct one it repeats (itself for the
+    first U). A step that gives each tail entry its row's values (via
+    ``fill``) writes the same thing to a repeated row from every entry.
+    """
+    n = idx.shape[0]
+    s, perm = torch.sort(idx)
+    new = torch.ones(n, dtype=torch.bool, device=idx.device)
+    new[1:] = s[1:] != s[:-1]
+    seg = torch.cumsum(new, 0) - 1  # distinct value of each sorted entry
+    pos = torch.empty_like(seg).scatter_(0, perm, seg)
+    fill = torch.minimum(torch.arange(n, device=idx.device), seg[-1])
+    rows = torch.empty_like(s).scatter_(0, seg, s).index_select(0, fill)
+    return rows, pos, fill
 
 
 def _as_index(idx, device) -> torch.Tensor:
@@ -231,6 +236,12 @@ class GRU4Rec:
         self.log_support = torch.tensor(np.log(support), dtype=torch.float32, device=self.device)
         self.item_params = self.net.item_matrices()
         self.dense_params = self.net.dense_parameters()
+        self._dense_names = list(self.dense_params)
+        self._dense_tensors = list(self.dense_params.values())
+        #: dropout probability of each site; ``dropout_mask_fn(site, shape)``, when
+        #: set, supplies the (already scaled) masks instead (GRU4REC_API.md)
+        self.dropout_p = dropout_rates(p)
+        self.dropout_mask_fn = None
         self.optimizer = SparseAdagradMomentum({**self.item_params, **self.dense_params},
                                                p["learning_rate"], p["momentum"])
         self.H = self.zero_state(p["batch_size"])
@@ -251,39 +262,44 @@ class GRU4Rec:
         self.H = [h.index_select(0, idx) for h in self.H]
 
     # -------------------------------------------------------------- training
-    def _dropout(self, x: torch.Tensor, which: str) -> torch.Tensor:
-        p = self.params[which]
+    def _dropout(self, x: torch.Tensor, site: str) -> torch.Tensor:
+        p = self.dropout_p[site]
         if p == 0.0:
             return x
+        if self.dropout_mask_fn is not None:  # test hook (GRU4REC_API.md): the mask comes from outside
+            mask = np.asarray(self.dropout_mask_fn(site, tuple(x.shape)), dtype=np.float32)
+            return x * torch.from_numpy(mask).to(self.device)
         keep = torch.empty_like(x).bernoulli_(1.0 - p, generator=self.dropout_gen)
-        return x * keep / (1.0 - p)
+        return x * keep.div_(1.0 - p)
 
     def _step(self, in_idx: torch.Tensor, out_idx: torch.Tensor, neg_idx: torch.Tensor | None) -> torch.Tensor:
-        """One training step on index tensors (on the device); returns the loss tensor."""
+        """One training step on index tensors (on the device); returns the SUM
+        of the per-row losses (a 0-d tensor: nothing here waits for the device)."""
         p, net = self.params, self.net
         B = in_idx.shape[0]
-        y = out_idx if neg_idx is None or len(neg_idx) == 0 else torch.cat([out_idx, neg_idx])
-        # Gather the item rows this mini-batch uses (each once) into leaf
-        # tensors; score the B lanes against those rows, then pick the columns
-        # of R = [targets, extra samples] from them.
+        y = out_idx if neg_idx is None else torch.cat([out_idx, neg_idx])
+        # Gather the item rows this mini-batch uses, each once, into leaf
+        # tensors (unique_rows: fixed size, so no host synchronisation; the
+        # unused tail slots repeat the last row); score the B lanes against
+        # them, then pick the columns of R = [targets, extra samples].
         if net.constrained:
-            rows, pos = torch.unique(torch.cat([in_idx, y]), return_inverse=True)
+            rows, pos, fill = unique_rows(torch.cat([in_idx, y]))
             wy = net.Wy.index_select(0, rows).requires_grad_()
             x = F.embedding(pos[:B], wy)
             y_pos = pos[B:]
             # the bias only has a gradient on the rows of y, not on input-only rows
-            b_mask = torch.zeros(len(rows), dtype=torch.bool, device=rows.device)
-            b_mask[y_pos] = True
-            sparse = [("Wy", rows, wy)]
+            b_mask = torch.zeros(len(rows), dtype=torch.bool, device=rows.device).index_fill_(0, y_pos, True)
+            b_mask = b_mask.index_select(0, fill)
+            sparse = [("Wy", rows, fill, wy)]
         else:
-            rows, y_pos = torch.unique(y, return_inverse=True)
+            rows, y_pos, fill = unique_rows(y)
             wy = net.Wy.index_select(0, rows).requires_grad_()
-            in_rows, in_pos = torch.unique(in_idx, return_inverse=True)
+            in_rows, in_pos, in_fill = unique_rows(in_idx)
             name = "gru0.Wx" if net.one_hot else "E"
             emb = self.item_params[name].index_select(0, in_rows).requires_grad_()
             x = F.embedding(in_pos, emb)
             b_mask = None
-            sparse = [("Wy", rows, wy), (name, in_rows, emb)]
+            sparse = [("Wy", rows, fill, wy), (name, in_rows, in_fill, emb)]
         by = net.By.index_select(0, rows).requires_grad_()
 
         h, new_H = net.hidden_step(x, self.H, self._dropout)
@@ -291,26 +307,30 @@ class GRU4Rec:
         R = losses.final_activation(R, p["final_act"], p["elu_param"])
         shift = None
         if p["loss"] == "cross-entropy" and p["logq"] > 0:
-            log_q = self.log_support[y]
+            log_q = self.log_support.index_select(0, y)
             if len(y) > B:
                 log_q = torch.cat([log_q[:B], p["sample_alpha"] * log_q[B:]])
             shift = p["logq"] * log_q
-        loss = losses.row_losses(p["loss"], R, p["bpreg"], shift).sum() / p["batch_size"]
+        loss_sum = losses.row_losses(p["loss"], R, p["bpreg"], shift).sum()
+        loss = loss_sum / p["batch_size"]
 
-        dense = list(self.dense_params.items())
-        grads = torch.autograd.grad(loss, [t for _, t in dense] + [leaf for _, _, leaf in sparse] + [by])
-        for (name, _), g in zip(dense, grads):
+        leaves = self._dense_tensors + [leaf for *_, leaf in sparse] + [by]
+        grads = torch.autograd.grad(loss, leaves)
+        for name, g in zip(self._dense_names, grads):
             self.optimizer.step_dense(name, g)
-        for (name, idx, _), g in zip(sparse, grads[len(dense):-1]):
-            self.optimizer.step_rows(name, idx, g)
-        self.optimizer.step_rows("By", rows, grads[-1], b_mask)
+        k = len(self._dense_names)
+        # a tail slot takes its row's gradient too, so every write of a row agrees
+        for (name, idx, fill_idx, leaf), g in zip(sparse, grads[k:-1]):
+            self.optimizer.step_rows(name, idx, g.index_select(0, fill_idx), rows_now=leaf.detach())
+        self.optimizer.step_rows("By", rows, grads[-1].index_select(0, fill), b_mask, rows_now=by.detach())
         self.H = [h.detach() for h in new_H]
-        return loss.detach()
+        return loss_sum.detach()
 
     def train_step(self, in_idx, out_idx, neg_idx=None) -> float:
         """One mini-batch; returns the loss (summed over lanes / nominal batch size)."""
         neg = None if neg_idx is None or len(neg_idx) == 0 else _as_index(neg_idx, self.device)
-        return float(self._step(_as_index(in_idx, self.device), _as_index(out_idx, self.device), neg))
+        loss_sum = self._step(_as_index(in_idx, self.device), _as_index(out_idx, self.device), neg)
+        return float(loss_sum) / self.params["batch_size"]
 
     def next_negatives(self) -> torch.Tensor | None:
         """The extra negatives of the next mini-batch from the sample store."""

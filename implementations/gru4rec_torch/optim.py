@@ -50,27 +50,34 @@ class SparseAdagradMomentum:
 
     @torch.no_grad()
     def step_rows(self, name: str, rows: torch.Tensor, grad: torch.Tensor,
-                  mask: torch.Tensor | None = None) -> None:
-        """Update only ``rows`` (unique indices) of parameter ``name`` with ``grad`` (one row each).
+                  mask: torch.Tensor | None = None, rows_now: torch.Tensor | None = None) -> None:
+        """Update only ``rows`` of parameter ``name`` with ``grad`` (one row each).
 
-        ``mask`` (optional, one bool per row): rows where it is false have no
-        gradient in this step (their ``grad`` must be 0) and are left alone.
+        ``rows`` are distinct, except that a row may repeat with the SAME
+        gradient and mask (the fixed-size tail of ``model.unique_rows``):
+        every entry of it then writes the same values. ``mask`` (optional, one
+        bool per row): rows where it is false have no gradient in this step
+        (their ``grad`` must be 0) and are left alone. ``rows_now``: the
+        current ``params[name][rows]`` when the caller has them (saves a gather).
         """
+        param = self.params[name]
         acc_rows = self.acc[name].index_select(0, rows).addcmul_(grad, grad)
         self.acc[name].index_copy_(0, rows, acc_rows)
         step = grad / torch.sqrt(acc_rows.add_(self.eps))
+        w_rows = param.index_select(0, rows) if rows_now is None else rows_now
         if self.momentum > 0:
             v_old = self.velocity[name].index_select(0, rows)
             v_rows = v_old * self.momentum - self.learning_rate * step
             if mask is not None:
-                v_rows = torch.where(mask, v_rows, v_old)
+                m = mask.reshape((-1,) + (1,) * (v_rows.dim() - 1))
+                v_rows = torch.where(m, v_rows, v_old)
                 self.velocity[name].index_copy_(0, rows, v_rows)
-                self.params[name].index_add_(0, rows, torch.where(mask, v_rows, 0.0))
+                param.index_copy_(0, rows, w_rows + torch.where(m, v_rows, 0.0))
             else:
                 self.velocity[name].index_copy_(0, rows, v_rows)
-                self.params[name].index_add_(0, rows, v_rows)
+                param.index_copy_(0, rows, w_rows + v_rows)
         else:  # zero gradient => zero step: the mask changes nothing
-            self.params[name].index_add_(0, rows, step, alpha=-self.learning_rate)
+            param.index_copy_(0, rows, w_rows.add(step, alpha=-self.learning_rate))
 
     def state_dict(self) -> dict:
         return {"acc": {k: v.clone() for k, v in self.acc.items()},

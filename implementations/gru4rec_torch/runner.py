@@ -13,6 +13,7 @@ import pandas as pd
 import torch
 
 from gru4rec_repro.contract import RunContext, validate_ranks
+from gru4rec_repro.gru4rec_params import describe
 
 from .data import item_index, session_data
 from .model import GRU4Rec
@@ -39,11 +40,12 @@ def run(train: pd.DataFrame, test: pd.DataFrame, params: dict, seed: int, ctx: R
     device = resolve_device(ctx.device)
     item_ids = item_index(train)
     support = pd.Series(train["ItemId"].to_numpy()).value_counts().reindex(item_ids).to_numpy()
-    data = session_data(train, item_ids, "training split")
     model = GRU4Rec(len(item_ids), params, seed, support=support, device=device)
+    data = session_data(train, item_ids, "training split", time_sort=model.params["time_sort"])
     model.item_ids = item_ids
-    log.info("gru4rec_torch: %d items, %d training sessions, %d events; device %s, %d threads; params %s",
-             len(item_ids), data.n_sessions, data.n_events, device, threads, model.params)
+    log.info("gru4rec_torch: %d items, %d training sessions, %d events; device %s, %d threads; params %s (%s)",
+             len(item_ids), data.n_sessions, data.n_events, device, threads, model.params,
+             describe(model.params))
     train_model(model, data, ctx.outdir, threads=threads, device_label=str(device),
                 progress=ctx.progress, log=log)
     model.save_weights(ctx.outdir / "weights.npz")

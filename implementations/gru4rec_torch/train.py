@@ -66,7 +66,14 @@ def _load_checkpoint(path: Path, model: GRU4Rec, key: str, log: logging.Logger) 
 
 
 def train_epoch(model: GRU4Rec, data: SessionData, progress: bool = True, desc: str = "epoch") -> tuple[float, int, int]:
-    """One epoch; returns (mean loss per mini-batch weighted by lanes, events, mini-batches)."""
+    """One epoch; returns (mean loss per training event, events, mini-batches).
+
+    The mean loss is the sum over the epoch's steps of the per-row losses of
+    the active lanes, divided by the number of active lane-steps (events):
+    the definition both GRU4Rec implementations log (GRU4REC_API.md). The loss
+    stays on the device; the host reads it every ``SYNC_EVERY`` steps (NaN
+    check, progress bar) and at the end.
+    """
     p = model.params
     model.H = model.zero_state(min(p["batch_size"], data.n_sessions))
     min_lanes = 2 if p["n_sample"] == 0 else 1
@@ -84,8 +91,7 @@ def train_epoch(model: GRU4Rec, data: SessionData, progress: bool = True, desc: 
         n = len(step.in_idx)
         in_idx = torch.from_numpy(step.in_idx).to(dev, non_blocking=True)
         out_idx = torch.from_numpy(step.out_idx).to(dev, non_blocking=True)
-        loss = model._step(in_idx, out_idx, model.next_negatives())
-        loss_sum += loss * n
+        loss_sum += model._step(in_idx, out_idx, model.next_negatives())
         events += n
         steps += 1
         if steps % SYNC_EVERY == 0:
@@ -118,7 +124,7 @@ def train(model: GRU4Rec, data: SessionData, outdir, threads: int, device_label:
         if model.device.type == "cuda":
             torch.cuda.synchronize(model.device)
         seconds = time.perf_counter() - t0
-        line = {"epoch": epoch, "loss": loss, "seconds": seconds,
+        line = {"epoch": epoch, "loss": loss, "events": events, "seconds": seconds,
                 "events_per_s": events / seconds, "mbatches_per_s": steps / seconds,
                 "threads": int(threads), "device": device_label}
         history.append(line)
