@@ -27,12 +27,15 @@ from .sampling import SampleStore
 
 log = logging.getLogger(__name__)
 CHECKPOINT = "checkpoint.npz"
+#: bumped when the checkpoint's layout changes (2: packed item-matrix bias and optimizer slots)
+CHECKPOINT_FORMAT = 2
 
 
 def fingerprint(model: GRU4Rec, data: SessionData) -> str:
     """What a checkpoint must match to be resumed: settings, seed, data."""
     params = {k: v for k, v in model.p.items() if k not in ("n_epochs", "eval_batch_size")}
-    h = hashlib.sha256(json.dumps({"params": params, "seed": model.seed}, sort_keys=True).encode())
+    h = hashlib.sha256(json.dumps({"params": params, "seed": model.seed, "checkpoint_format": CHECKPOINT_FORMAT},
+                                  sort_keys=True).encode())
     h.update(model.item_ids.tobytes())
     h.update(data.items.tobytes())
     h.update(data.offsets.tobytes())
