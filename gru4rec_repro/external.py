@@ -184,15 +184,15 @@ def build_environment(name: str, cache: str | os.PathLike | None = None, *, time
         t0 = time.perf_counter()
         with open(pip_log, "w") as out:
             steps = [
-                [sys.executable, "-m", "venv", "--system-site-packages", str(env)],
-                [str(_python(env)), "-m", "pip", "install", "--disable-pip-version-check", "--no-input",
-                 "-r", str(requirements)],
+                ("python -m venv", [sys.executable, "-m", "venv", "--system-site-packages", str(env)]),
+                ("pip install", [str(_python(env)), "-m", "pip", "install", "--disable-pip-version-check",
+                                 "--no-input", "-r", str(requirements)]),
                 # what every adapter imports must import in the new environment
-                [str(_python(env)), "-c", "import numpy, pandas; print('numpy', numpy.__version__, "
-                                          "'pandas', pandas.__version__)"],
+                ("import numpy, pandas", [str(_python(env)), "-c", "import numpy, pandas; print('numpy', "
+                                          "numpy.__version__, 'pandas', pandas.__version__)"]),
             ]
-            for i, cmd in enumerate(steps):
-                if i == 1:
+            for step, cmd in steps:
+                if step == "pip install":
                     _see_main_environment(env, out)
                 out.write("$ " + " ".join(cmd) + "\n")
                 out.flush()
@@ -206,8 +206,8 @@ def build_environment(name: str, cache: str | os.PathLike | None = None, *, time
                     shutil.rmtree(env, ignore_errors=True)
                     _copy_log(pip_log, log_path)
                     raise ExternalError(
-                        f"{name}: environment build failed ({cmd[2] if cmd[1] == '-m' else cmd[1]} "
-                        f"exited with {rc}) for {requirements}; log {pip_log}, last lines:\n{_tail(pip_log)}")
+                        f"{name}: environment build failed ({step} exited with {rc}) for {requirements}; "
+                        f"log {pip_log}, last lines:\n{_tail(pip_log)}")
         freeze = subprocess.run([str(_python(env)), "-m", "pip", "freeze", "--local"], capture_output=True,
                                 text=True, env=_clean_env()).stdout.split()
         atomic.write_json({"implementation": name, "requirements": str(requirements), "key": env.name,

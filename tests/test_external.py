@@ -222,7 +222,8 @@ def test_environment_build_failure_names_the_implementation_and_shows_pips_log(t
     with pytest.raises(external.ExternalError) as err:
         external.build_environment("broken", tmp_path / "envs")
     text = str(err.value)
-    assert text.startswith("broken: environment build failed") and "requirements.txt" in text
+    assert text.startswith("broken: environment build failed (pip install exited with")
+    assert "requirements.txt" in text
     assert "this is not a requirement" in text  # pip's complaint, from the log's tail
     assert not any(p.is_dir() for p in (tmp_path / "envs").iterdir())  # no half-built environment
 
