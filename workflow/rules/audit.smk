@@ -23,7 +23,8 @@ ENV_CACHE = (config.get("external") or {}).get("cache") or "results/envs"
 
 rule build_environment:
     input:
-        "implementations/external/{implementation}/requirements.txt",
+        # where the installed package finds it (also when the study runs in another directory)
+        lambda w: external.EXTERNAL_DIR / w.implementation / "requirements.txt",
     output:
         "results/envs/{implementation}.json",
     log:
