@@ -373,3 +373,69 @@ def test_training_on_a_structured_toy_set_reduces_the_loss_and_resumes_exactly(p
 def test_unknown_hyperparameters_are_an_error():
     with pytest.raises(ValueError, match=r"unknown GRU4Rec key\(s\) \[.learnin_rate.\]"):
         GRU4Rec(5, {"learnin_rate": 0.1}, seed=0)
+
+
+# ------------------------------------------- settings, dropout hook, session order, loss log
+def test_official_defaults_and_the_elu_rule_reach_the_model():
+    model = GRU4Rec(7, {"loss": "bpr-max"}, seed=0)
+    assert (model.params["final_act"], model.params["elu_param"]) == ("elu", 0.5)
+    assert (model.params["batch_size"], model.params["sample_alpha"]) == (64, 0.5)
+    with pytest.raises(ValueError, match="final_act='linear'.*elu_param=0.5"):
+        GRU4Rec(7, {"loss": "bpr-max", "final_act": "linear", "elu_param": 0.5}, seed=0)
+
+
+@pytest.mark.parametrize("params,sites", [
+    (dict(dropout_p_embed=0.2, dropout_p_hidden=0.4, layers=[4, 3]), {"embed": 0.2, "hidden0": 0.4, "hidden1": 0.4}),
+    (dict(constrained_embedding=False, embedding=0, dropout_p_embed=0.2, dropout_p_hidden=0.4, layers=[4, 3]),
+     {"hidden0": 0.2, "hidden1": 0.4}),  # official PyTorch one-hot rule
+    (dict(constrained_embedding=False, embedding=0, dropout_p_embed=0.2, dropout_p_hidden=0.4, layers=[4, 3],
+          onehot_dropout="hidden"), {"hidden0": 0.4, "hidden1": 0.4}),  # Theano rule
+])
+def test_dropout_sites_follow_the_onehot_rule(params, sites):
+    assert GRU4Rec(7, dict(batch_size=2, n_sample=0, **params), seed=0).dropout_p == sites
+
+
+def test_dropout_hook_masks_are_used_in_order_and_the_masked_output_is_the_state():
+    p = dict(layers=[4], batch_size=2, n_sample=2, dropout_p_embed=0.5, dropout_p_hidden=0.5)
+    plain = GRU4Rec(7, {**p, "dropout_p_embed": 0.0, "dropout_p_hidden": 0.0}, seed=3, support=SUPPORT)
+    hooked = GRU4Rec(7, p, seed=3, support=SUPPORT)
+    calls = []
+    ones = lambda site, shape: (calls.append((site, shape)), np.ones(shape, np.float32))[1]  # noqa: E731
+    hooked.dropout_mask_fn = ones
+    args = ([0, 1], [2, 3], [4, 5])
+    assert hooked.train_step(*args) == pytest.approx(plain.train_step(*args), rel=1e-6)  # all-ones masks = no dropout
+    assert calls == [("embed", (2, 4)), ("hidden0", (2, 4))]
+    # both models now hold the same weights and state; a second step with a known hidden mask
+    mask = np.array([[2.0, 0.0, 2.0, 0.0], [0.0, 2.0, 0.0, 2.0]], np.float32)
+    hooked.dropout_mask_fn = lambda site, shape: np.ones(shape, np.float32) if site == "embed" else mask
+    hooked.train_step([1, 2], [3, 4], [5, 6])
+    plain.train_step([1, 2], [3, 4], [5, 6])
+    # the new state is the GRU output times the mask (the dropped-out output is the state)
+    np.testing.assert_allclose(hooked.H[0].numpy(), plain.H[0].numpy() * mask, rtol=1e-6)
+
+
+def test_time_sort_false_serves_sessions_in_session_id_order():
+    df = five_sessions()
+    data = session_data(df, item_index(df), time_sort=False)
+    assert list(data.session_ids[data.order]) == [10, 20, 30, 40, 50]
+
+
+def test_logged_loss_is_the_mean_loss_per_training_event(tmp_path):
+    df = five_sessions()
+    item_ids = item_index(df)
+    data = session_data(df, item_ids)
+    p = dict(layers=[4], batch_size=2, n_sample=3, n_epochs=1, sample_store_size=30)
+    model = GRU4Rec(len(item_ids), p, seed=4, support=np.ones(len(item_ids)))
+    history = train(model, data, tmp_path, threads=1, device_label="cpu", progress=False, checkpoint=False)
+    # the same epoch by hand: train_step returns the row sum / nominal batch size (2)
+    twin = GRU4Rec(len(item_ids), p, seed=4, support=np.ones(len(item_ids)))
+    total, events = 0.0, 0
+    for step in session_parallel(data, 2):  # steps of 2, 2, 2, 2, 1 lanes (see the hand-worked schedule above)
+        if step.keep is not None:
+            twin.keep_lanes(step.keep)
+        if step.reset is not None:
+            twin.reset_lanes(step.reset)
+        total += twin.train_step(step.in_idx, step.out_idx, twin.next_negatives()) * 2
+        events += len(step.in_idx)
+    assert events == 9 and history[0]["events"] == 9
+    assert history[0]["loss"] == pytest.approx(total / events, rel=1e-5)
