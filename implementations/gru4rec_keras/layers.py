@@ -1,8 +1,7 @@
 """Keras 3 layers of GRU4Rec (TensorFlow backend).
 
 * :class:`ItemMatrix`: an (n_items, d) matrix used by row lookup -- the input
-  embedding ``E``, and the output item matrix ``Wy`` with its bias ``By``
-  (stored as one more column of the same variable).
+  embedding ``E``, and the output item matrix ``Wy`` with its bias ``By``.
   Lookups go through ``tf.gather`` on the variable so that gradients are
   ``tf.IndexedSlices`` and the optimizer can touch only the rows used.
 * :class:`OneHotGRU`: the first layer when the input is one-hot, in the
@@ -16,54 +15,28 @@
 from __future__ import annotations
 
 import keras
-import numpy as np
 import tensorflow as tf
 
 
 class ItemMatrix(keras.layers.Layer):
-    """(n_items, dim) weights (and optionally an (n_items,) bias) read by item index.
-
-    With a bias, both live in ONE (n_items, dim + 1) variable ``W`` (the bias is
-    its last column): a mini-batch then gathers, and the optimizer updates, each
-    item row once instead of twice (measured: the sparse update is most of a
-    CPU training step). :meth:`weight` and :meth:`bias` give the two parts.
-    """
+    """(n_items, dim) weights (and optionally an (n_items,) bias) read by item index."""
 
     def __init__(self, n_items: int, dim: int, bias: bool = False, **kwargs):
         super().__init__(**kwargs)
-        self.n_items, self.dim, self.has_bias = n_items, dim, bias
-        self.W = self.add_weight(shape=(n_items, dim + (1 if bias else 0)), initializer="zeros", name="W")
+        self.n_items, self.dim = n_items, dim
+        self.W = self.add_weight(shape=(n_items, dim), initializer="zeros", name="W")
+        self.b = self.add_weight(shape=(n_items,), initializer="zeros", name="b") if bias else None
         self.built = True
-
-    def weight(self):
-        return self.W.value[:, : self.dim] if self.has_bias else self.W.value
-
-    def bias(self):
-        return self.W.value[:, self.dim]
 
     def rows(self, idx):
         """W[idx] (gradient: IndexedSlices over idx)."""
-        rows = tf.gather(self.W.value, idx)
-        return rows[:, : self.dim] if self.has_bias else rows
+        return tf.gather(self.W.value, idx)
 
     def score(self, h, idx=None):
         """h . W[idx]^T + b[idx]; all items when ``idx`` is None."""
         if idx is None:
-            return tf.matmul(h, self.weight(), transpose_b=True) + self.bias()[None, :]
-        rows = tf.gather(self.W.value, idx)
-        return tf.matmul(h, rows[:, : self.dim], transpose_b=True) + rows[:, self.dim][None, :]
-
-    def score_rows(self, h, rows):
-        """h . w^T + b from gathered packed rows [w | b]."""
-        return tf.matmul(h, rows[:, : self.dim], transpose_b=True) + rows[:, self.dim][None, :]
-
-    def get(self) -> tuple:
-        """(weights, bias or None) as numpy arrays."""
-        w = self.W.numpy()
-        return (w[:, : self.dim], w[:, self.dim]) if self.has_bias else (w, None)
-
-    def set(self, w, b=None) -> None:
-        self.W.assign(np.concatenate([w, np.asarray(b, np.float32)[:, None]], axis=1) if self.has_bias else w)
+            return tf.matmul(h, self.W.value, transpose_b=True) + self.b.value[None, :]
+        return tf.matmul(h, tf.gather(self.W.value, idx), transpose_b=True) + tf.gather(self.b.value, idx)[None, :]
 
     def call(self, idx):
         return self.rows(idx)

@@ -134,7 +134,7 @@ class GRU4Rec:
         self.set_weights(self.initial_weights())
 
         # sparse (item-row) variables first, then the dense GRU weights
-        self.sparse_vars = [self.Wy.W.value]
+        self.sparse_vars = [self.Wy.W.value, self.Wy.b.value]
         if self.E is not None:
             self.sparse_vars.append(self.E.W.value)
         self.dense_vars = []
@@ -145,10 +145,7 @@ class GRU4Rec:
             if cell is not None:
                 self.dense_vars += [w.value for w in cell.trainable_weights]
         self.variables = self.sparse_vars + self.dense_vars
-        # variable 0 is Wy|By: its last column (By) is updated only in the rows of the targets
-        # and samples, not in rows only an input touched (constrained embedding)
-        self.optimizer = AdagradMomentum(self.variables, p["learning_rate"], p["momentum"],
-                                         sparse=tuple(range(len(self.sparse_vars))), bias_column=(0,))
+        self.optimizer = AdagradMomentum(self.variables, p["learning_rate"], p["momentum"])
 
         if support is not None:
             support = np.asarray(support, dtype=np.float64)
@@ -187,8 +184,7 @@ class GRU4Rec:
 
     def get_weights(self) -> dict[str, np.ndarray]:
         """The weights in the neutral layout of GRU4REC_API.md."""
-        Wy, By = self.Wy.get()
-        w = {"Wy": Wy, "By": By}
+        w = {"Wy": self.Wy.W.numpy(), "By": self.Wy.b.numpy()}
         if self.E is not None:
             w["E"] = self.E.W.numpy()
         if self.first is not None:
@@ -214,7 +210,8 @@ class GRU4Rec:
                 raise ValueError(f"{where}: {name} has shape {a.shape}, expected {tuple(shape)}")
             return a
 
-        self.Wy.set(take("Wy", (self.n_items, self.Wy.dim)), take("By", (self.n_items,)))
+        self.Wy.W.assign(take("Wy", self.Wy.W.shape))
+        self.Wy.b.assign(take("By", self.Wy.b.shape))
         if self.E is not None:
             self.E.W.assign(take("E", self.E.W.shape))
         if self.first is not None:
@@ -292,19 +289,17 @@ class GRU4Rec:
             return x * masks[site]
         return self.dropouts[site](x, training=True)
 
-    def _hidden(self, H, in_idx, training: bool, masks: dict | None = None, x=None):
+    def _hidden(self, H, in_idx, training: bool, masks: dict | None = None):
         """One step of the GRU stack; returns the new (dropped-out) states.
 
-        ``masks``: site -> mask tensor, used instead of drawing dropout masks;
-        ``x``: the input embeddings when already gathered (constrained training step).
+        ``masks``: site -> mask tensor, used instead of drawing dropout masks.
         """
         H_new = []
         if self.mode == "onehot":
             x = self._drop(self.first(in_idx, H[0]), "hidden0", training, masks)
             H_new.append(x)
         else:
-            if x is None:
-                x = self.Wy.rows(in_idx) if self.mode == "constrained" else self.E.rows(in_idx)
+            x = self.Wy.rows(in_idx) if self.mode == "constrained" else self.E.rows(in_idx)
             x = self._drop(x, "embed", training, masks)
         for layer, cell in enumerate(self.cells):
             if cell is None:
@@ -314,12 +309,10 @@ class GRU4Rec:
             H_new.append(x)
         return H_new
 
-    def _loss(self, h, out_idx, neg_idx, y_rows=None):
-        """Sum over the lanes of the per-row losses (``y_rows``: the packed Wy|By rows of
-        [out_idx, neg_idx] when already gathered)."""
-        if y_rows is None:
-            y_rows = tf.gather(self.Wy.W.value, tf.concat([out_idx, neg_idx], axis=0))
-        R = self.final_act(self.Wy.score_rows(h, y_rows))
+    def _loss(self, h, out_idx, neg_idx):
+        """Sum over the lanes of the per-row losses."""
+        Y = tf.concat([out_idx, neg_idx], axis=0)
+        R = self.final_act(self.Wy.score(h, Y))
         log_q = None
         if self.p["loss"] == "cross-entropy" and self.p["logq"] > 0:
             log_q = tf.concat([tf.gather(self.log_support, out_idx),
@@ -344,21 +337,13 @@ class GRU4Rec:
 
         batch_size = float(self.p["batch_size"])
 
-        constrained = self.mode == "constrained"
-
         def loss_and_grads(H, in_idx, out_idx, neg_idx, masks=None):
-            Y = tf.concat([out_idx, neg_idx], axis=0)
             with tf.GradientTape() as tape:
-                # Wy|By rows of the targets and samples, and (constrained) of the inputs, in ONE
-                # gather: the gradient's indices are [Y, in_idx], Y first (see AdagradMomentum)
-                rows = tf.gather(self.Wy.W.value, tf.concat([Y, in_idx], axis=0) if constrained else Y)
-                n_y = tf.shape(Y)[0]
-                x = rows[n_y:, : self.Wy.dim] if constrained else None
-                H_new = self._hidden(H, in_idx, training=True, masks=masks, x=x)
-                loss_sum = self._loss(H_new[-1], out_idx, neg_idx, rows[:n_y] if constrained else rows)
+                H_new = self._hidden(H, in_idx, training=True, masks=masks)
+                loss_sum = self._loss(H_new[-1], out_idx, neg_idx)
                 # the loss SPEC.md defines: summed over the lanes / NOMINAL batch size
                 loss = loss_sum / batch_size
-            return loss_sum, H_new, tape.gradient(loss, self.variables), n_y
+            return loss_sum, H_new, tape.gradient(loss, self.variables)
 
         if self.p["jit_compile"]:
             # XLA needs dense gradients to be fixed-shape tensors; IndexedSlices
@@ -367,8 +352,8 @@ class GRU4Rec:
 
         @tf.function(input_signature=[state, idx, idx, idx, mask])
         def train(H, in_idx, out_idx, neg_idx, reset_mask):
-            loss_sum, H_new, grads, n_y = loss_and_grads(reset(H, reset_mask), in_idx, out_idx, neg_idx)
-            self.optimizer.apply(grads, {0: n_y})
+            loss_sum, H_new, grads = loss_and_grads(reset(H, reset_mask), in_idx, out_idx, neg_idx)
+            self.optimizer.apply(grads)
             return loss_sum, tuple(tf.stop_gradient(h) for h in H_new)
 
         sites = list(self.mask_shapes(1))
@@ -376,9 +361,9 @@ class GRU4Rec:
 
         @tf.function(input_signature=[state, idx, idx, idx, mask, mask_specs])
         def train_masked(H, in_idx, out_idx, neg_idx, reset_mask, masks):
-            loss_sum, H_new, grads, n_y = loss_and_grads(reset(H, reset_mask), in_idx, out_idx, neg_idx,
-                                                         dict(zip(sites, masks)))
-            self.optimizer.apply(grads, {0: n_y})
+            loss_sum, H_new, grads = loss_and_grads(reset(H, reset_mask), in_idx, out_idx, neg_idx,
+                                                    dict(zip(sites, masks)))
+            self.optimizer.apply(grads)
             return loss_sum, tuple(tf.stop_gradient(h) for h in H_new)
 
         @tf.function(input_signature=[state, idx, mask])
