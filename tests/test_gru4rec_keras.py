@@ -266,3 +266,75 @@ def test_checkpoint_resume_gives_same_weights(tmp_path):
     assert lines[0] + "\n" == epoch1  # epoch 1 was not trained again (its timing is the old one)
     for k, v in full.get_weights().items():
         np.testing.assert_array_equal(v, resumed.get_weights()[k], err_msg=k)
+
+
+# ----- settings, seeds and the logged loss ----------------------------------------------------
+def test_settings_read_as_the_official_code(tmp_path):
+    m = GRU4Rec(5, {"loss": "bpr-max"}, seed=0)
+    assert (m.p["final_act"], m.p["elu_param"]) == ("elu", 0.5)  # ELU whenever elu_param > 0
+    assert (m.p["batch_size"], m.p["sample_alpha"], m.p["bpreg"], m.p["learning_rate"]) == (64, 0.5, 1.0, 0.05)
+    assert m.p["onehot_dropout"] == "embed" and m.p["time_sort"] is True
+    R = tf.constant([[-2.0, 1.0]])
+    np.testing.assert_allclose(m.final_act(R).numpy(), [[0.5 * (np.exp(-2) - 1), 1.0]], rtol=1e-6)
+    with pytest.raises(ValueError, match="final_act.*elu_param"):
+        GRU4Rec(5, {"loss": "bpr-max", "final_act": "linear", "elu_param": 0.5}, seed=0)
+    f = tmp_path / "rsc15_bpr-max_constrained.py"
+    f.write_text("from collections import OrderedDict\ngru4rec_params = OrderedDict([('loss', 'bpr-max'), "
+                 "('final_act', 'elu-0.5'), ('layers', [100]), ('batch_size', 32), ('learning_rate', 0.2), "
+                 "('momentum', 0.1), ('sample_alpha', 0.0), ('bpreg', 0.5), ('constrained_embedding', True)])\n")
+    p = GRU4Rec(5, {"params_file": str(f), "n_epochs": 2}, seed=0).p
+    assert (p["final_act"], p["elu_param"], p["batch_size"], p["momentum"], p["bpreg"], p["n_epochs"]) == \
+        ("elu", 0.5, 32, 0.1, 0.5, 2)
+    with pytest.raises(ValueError, match="unknown"):
+        GRU4Rec(5, {"batchsize": 3}, seed=0)
+
+
+def test_onehot_dropout_rule_chooses_the_probability():
+    from implementations.gru4rec_keras.model import dropout_rates
+
+    base = {"layers": [4, 3], "constrained_embedding": False, "embedding": 0, "dropout_p_embed": 0.3,
+            "dropout_p_hidden": 0.2}
+    embed = GRU4Rec(5, {**base, "onehot_dropout": "embed"}, seed=0)
+    hidden = GRU4Rec(5, {**base, "onehot_dropout": "hidden"}, seed=0)
+    assert embed.dropout_p == {"hidden0": 0.3, "hidden1": 0.2}
+    assert hidden.dropout_p == {"hidden0": 0.2, "hidden1": 0.2}
+    assert dropout_rates(GRU4Rec(5, {"dropout_p_embed": 0.1}, seed=0).p) == {"embed": 0.1, "hidden0": 0.0}
+
+
+def test_sampler_has_its_own_seed_stream():
+    m = GRU4Rec(50, {"layers": [3], "n_sample": 4}, seed=7)
+    assert len({m.init_seed, m.sample_seed}) == 2
+    init_draws = np.random.default_rng(m.init_seed).random(4)
+    store = SampleStore(np.ones(50), 4, 0.5, 40, m.sample_seed)
+    assert not np.array_equal(store.next(), np.searchsorted(store.cdf, init_draws, side="right"))
+    # and the weights do not depend on the sampler: same init for any n_sample
+    w4 = GRU4Rec(50, {"layers": [3], "n_sample": 4}, seed=7).get_weights()
+    w0 = GRU4Rec(50, {"layers": [3], "n_sample": 0}, seed=7).get_weights()
+    for k in w4:
+        np.testing.assert_array_equal(w4[k], w0[k])
+
+
+def test_logged_loss_is_the_mean_per_training_event(tmp_path):
+    from implementations.gru4rec_keras.train import train
+
+    # 3 lanes, sessions of different lengths: the batch shrinks, so the mean per step and
+    # the mean per event differ
+    df = frame({1: [1, 2, 3, 4, 5, 6, 7], 2: [2, 3], 3: [4, 5, 6], 4: [7, 8], 5: [1, 3, 5, 7, 8]})
+    data = SessionData.from_frame(df, np.arange(1, 9))
+    support = np.bincount(data.items, minlength=8) + 1.0
+    params = {"layers": [4], "batch_size": 3, "n_sample": 2, "n_epochs": 1, "learning_rate": 0.1}
+    recs = train(GRU4Rec(8, params, seed=3, support=support), data, tmp_path, support=support, progress=False)
+    # by hand: the same model and sampler driven step by step
+    m = GRU4Rec(8, params, seed=3, support=support)
+    store = SampleStore(support, 2, m.p["sample_alpha"], m.p["sample_store_size"], m.sample_seed)
+    row_sums, lanes = [], []
+    for s in session_parallel(data, 3):
+        if s.keep is not None:
+            m.keep_lanes(s.keep)
+        if s.reset is not None:
+            m.reset_lanes(s.reset)
+        row_sums.append(m.train_step(s.in_idx, s.out_idx, store.next()) * 3)  # back to the sum over lanes
+        lanes.append(len(s.in_idx))
+    assert len(set(lanes)) > 1 and recs[0]["events"] == sum(lanes) == len(df) - 5
+    assert recs[0]["loss"] == pytest.approx(sum(row_sums) / sum(lanes), rel=1e-5)
+    assert recs[0]["loss"] != pytest.approx(np.mean(np.array(row_sums) / np.array(lanes)), rel=1e-3)
