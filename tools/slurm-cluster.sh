@@ -4,7 +4,8 @@
 #
 #     tools/slurm-cluster.sh up       install (apt-get) and start munged, slurmctld, slurmd
 #     tools/slurm-cluster.sh status   the daemons this script started, and sinfo
-#     tools/slurm-cluster.sh down     cancel the cluster's jobs, stop those daemons by their pid
+#     tools/slurm-cluster.sh down     cancel the cluster's jobs, stop those daemons by their pid,
+#                                     remove the slurm.conf `up` wrote
 #
 # Needs root and Debian's packages (slurmctld, slurmd, slurm-client, munge).
 # No systemd: each daemon runs in the foreground of its own session, in the
@@ -170,6 +171,13 @@ down() {
     stop_pid slurmd
     stop_pid slurmctld
     stop_pid munged
+    # Without a configuration SLURM's commands fail at once; with ours and no
+    # controller they wait about 9 s each, and so would every Snakemake start
+    # (the SLURM executor plugin asks `scontrol show config` when it loads).
+    if [[ -e $CONF ]] && head -n 1 "$CONF" | grep -qF "$MARK"; then
+        rm -f "$CONF"
+        say "removed $CONF"
+    fi
 }
 
 status() {
