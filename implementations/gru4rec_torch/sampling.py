@@ -5,7 +5,9 @@ Extra negatives are drawn with probability proportional to support^alpha
 distribution. As in the authors' code they are drawn ahead of time, about
 ``store_size`` item indices at once, as ``store_size // n_sample`` rows of
 ``n_sample``; each mini-batch takes the next row, and the store is drawn again
-when it is used up.
+when it is used up. The first store is drawn when the store is made (the
+authors' code draws it when it builds its data iterator, before its epoch
+timer starts), so an epoch's time counts the same draws in both programs.
 """
 from __future__ import annotations
 
@@ -58,9 +60,9 @@ class SampleStore:
         self.n_rows = max(1, int(store_size) // self.n_sample)
         self.rng = rng
         self.device = torch.device(device)
-        self.pointer = self.n_rows  # drawn on first use
         self._rng_state_at_draw = None
         self.rows = None
+        self._draw()  # drawn up front, as the authors' code does when it builds its iterator
 
     def _draw(self) -> None:
         self._rng_state_at_draw = self.rng.bit_generator.state
