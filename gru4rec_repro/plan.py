@@ -308,7 +308,8 @@ def make_plan(config: dict, jobs: list[Job], gpus: int, cores: int, throughput: 
             sizes[(d, run)], sources[f"{d}/{variant}"] = variant_events(d, variant, sizes[(d, None)], results)
     costs = [job_cost(j, config, sizes, throughput, gpus) for j in jobs]
     per_rule: dict = {}
-    for j in jobs:
+    stage = {j.rule: (0 if j.rule in DATA_ROLES else 1 if "run" in j.wildcards else 2) for j in jobs}
+    for j in sorted(jobs, key=lambda j: (stage[j.rule], j.rule)):  # data, training, the rest
         per_rule[j.rule] = per_rule.get(j.rule, 0) + 1
     gpu_s = sum(c.seconds for c in costs if c.device == "gpu")
     cpu_s = sum(c.seconds * c.job.threads for c in costs if c.device == "cpu")
