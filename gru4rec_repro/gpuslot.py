@@ -35,10 +35,13 @@ import time
 from pathlib import Path
 from typing import IO, Sequence
 
+from .contract import EXTERNAL
+
 log = logging.getLogger("gru4rec_repro.gpuslot")
 
-#: Implementations that train on a GPU when one is there (the baselines are numpy on the CPU).
-GPU_IMPLEMENTATIONS = frozenset({"gru4rec_torch", "gru4rec_keras"})
+#: Implementations that train on a GPU when one is there (the baselines are numpy on the CPU;
+#: the external implementations of the audit use CUDA when they see a GPU).
+GPU_IMPLEMENTATIONS = frozenset({"gru4rec_torch", "gru4rec_keras", *EXTERNAL})
 
 #: Open lock files of this process: the slots stay taken while they are open.
 _held: list[IO] = []
