@@ -46,6 +46,8 @@ class SampleStore:
         self.store = np.zeros((0, self.n_sample), dtype=np.int32)
         self.pos = 0
         self._state_before_draw = None
+        self._draw()  # the first store is drawn when the store is made (as the authors' code
+        # does; a timed epoch then counts the same draws as theirs)
 
     def _draw(self) -> None:
         self._state_before_draw = self.rng.bit_generator.state
