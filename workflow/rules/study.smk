@@ -41,6 +41,8 @@ rule figure:
         ),
     log:
         "results/logs/{dataset}/figure_{figure}.log",
+    benchmark:
+        "results/benchmarks/{dataset}/figure_{figure}.tsv"
     params:
         config=study_config_json(),
     wildcard_constraints:
