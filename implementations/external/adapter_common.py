@@ -242,6 +242,22 @@ def prediction_events(test: pd.DataFrame, index: ItemIndex) -> PredictionEvents:
     )
 
 
+def read_inputs(args: argparse.Namespace) -> tuple[pd.DataFrame, pd.DataFrame, ItemIndex, PredictionEvents]:
+    """What every adapter starts from: the ``--train`` and ``--test`` splits, the item
+    index of train and the test's prediction events."""
+    train = read_split(args.train)
+    test = read_split(args.test)
+    index = ItemIndex(train)
+    return train, test, index, prediction_events(test, index)
+
+
+def set_torch_threads(torch) -> None:
+    """Give torch the job's thread count (``OMP_NUM_THREADS``, which the runner pins), when set."""
+    threads = os.environ.get("OMP_NUM_THREADS")
+    if threads:
+        torch.set_num_threads(int(threads))
+
+
 # --------------------------------------------------------------------------- ranking
 
 

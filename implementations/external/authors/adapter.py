@@ -161,19 +161,14 @@ def main(argv=None) -> None:
 
     gru4rec_pytorch.torch = _TorchWithSeriesTensor(torch)
 
-    threads = os.environ.get("OMP_NUM_THREADS")
-    if threads:
-        torch.set_num_threads(int(threads))
+    ac.set_torch_threads(torch)
     device = torch.device("cuda:0" if torch.cuda.is_available() else "cpu")
     random.seed(args.seed)
     np.random.seed(args.seed)
     torch.manual_seed(args.seed)  # sampling and dropout; weights: compatibility mode seeds numpy with 42
 
     timer = ac.Timer()
-    train = ac.read_split(args.train)
-    test = ac.read_split(args.test)
-    index = ac.ItemIndex(train)
-    events = ac.prediction_events(test, index)
+    train, test, index, events = ac.read_inputs(args)
     kw, fit_kw, tr = translate(args.params)
 
     gru = GRU4Rec(device=device)

@@ -31,7 +31,6 @@ adapter times them by wrapping the ``trange`` the fit loop iterates over
 """
 from __future__ import annotations
 
-import os
 import random
 import sys
 from collections import OrderedDict
@@ -172,9 +171,7 @@ def main(argv=None) -> None:
     from cornac.models.gru4rec import recom_gru4rec
 
     timer = ac.Timer()
-    threads = os.environ.get("OMP_NUM_THREADS")
-    if threads:
-        torch.set_num_threads(int(threads))
+    ac.set_torch_threads(torch)
     # every RNG Cornac's GRU4Rec touches: its own RandomState (negatives), the
     # dataset's (session order), torch's (dropout); numpy's global one is
     # re-seeded with 42 by the weight init (gru4rec.py:154), as the authors do
@@ -183,10 +180,7 @@ def main(argv=None) -> None:
     torch.manual_seed(args.seed)
     device = "cuda" if torch.cuda.is_available() else "cpu"
 
-    train = ac.read_split(args.train)
-    test = ac.read_split(args.test)
-    index = ac.ItemIndex(train)
-    events = ac.prediction_events(test, index)
+    train, test, index, events = ac.read_inputs(args)
     kw, tr = translate(args.params, device)
 
     iid_map = OrderedDict((int(i), k) for k, i in enumerate(index.item_ids))  # Cornac index = ours

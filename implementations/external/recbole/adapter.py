@@ -173,13 +173,8 @@ def main(argv=None) -> None:
     torch.autograd.set_detect_anomaly(ANOMALY_DETECTION)
 
     timer = ac.Timer()
-    threads = os.environ.get("OMP_NUM_THREADS")
-    if threads:
-        torch.set_num_threads(int(threads))
-    train = ac.read_split(args.train)
-    test = ac.read_split(args.test)
-    index = ac.ItemIndex(train)
-    events = ac.prediction_events(test, index)
+    ac.set_torch_threads(torch)
+    train, test, index, events = ac.read_inputs(args)
 
     work = args.out / "recbole"
     write_atomic_file(train, work / "data" / "split")

@@ -28,7 +28,6 @@ What it does, in RecPack's own idiom:
 """
 from __future__ import annotations
 
-import os
 import random
 import sys
 from pathlib import Path
@@ -207,17 +206,12 @@ def main(argv=None) -> None:
     from recpack.algorithms import GRU4RecCrossEntropy, GRU4RecNegSampling
 
     timer = ac.Timer()
-    threads = os.environ.get("OMP_NUM_THREADS")
-    if threads:
-        torch.set_num_threads(int(threads))
+    ac.set_torch_threads(torch)
     # RecPack seeds torch and numpy's global RNG in TorchMLAlgorithm.__init__
     # (algorithms/base.py:477-478); its negatives use numpy's global RNG
     random.seed(args.seed)
 
-    train = ac.read_split(args.train)
-    test = ac.read_split(args.test)
-    index = ac.ItemIndex(train)
-    events = ac.prediction_events(test, index)
+    train, test, index, events = ac.read_inputs(args)
     kw, tr = translate(args.params)
     cls = {"GRU4RecCrossEntropy": GRU4RecCrossEntropy, "GRU4RecNegSampling": GRU4RecNegSampling}[kw.pop("class")]
     X = interaction_matrix(train, index, bool(tr.get("time_sort", True)))

@@ -182,9 +182,7 @@ def main(argv=None) -> None:
     from torch_rechub.utils.data import MatchDataGenerator, pad_sequences
 
     timer = ac.Timer()
-    threads = os.environ.get("OMP_NUM_THREADS")
-    if threads:
-        torch.set_num_threads(int(threads))
+    ac.set_torch_threads(torch)
     # init, DataLoader shuffling and dropout use torch's global RNG; the in-batch
     # sampler its own generator (sampler_seed); numpy and random for completeness
     random.seed(args.seed)
@@ -192,10 +190,7 @@ def main(argv=None) -> None:
     torch.manual_seed(args.seed)
     device = "cuda" if torch.cuda.is_available() else "cpu"
 
-    train = ac.read_split(args.train)
-    test = ac.read_split(args.test)
-    index = ac.ItemIndex(train)
-    events = ac.prediction_events(test, index)
+    train, test, index, events = ac.read_inputs(args)
     s, tr = translate(args.params, device)
 
     hists, targets = sessions_as_prefixes(train, index)
