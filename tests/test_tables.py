@@ -440,3 +440,19 @@ def test_seeds_of_a_run_on_different_events_name_the_run(tmp_path):
     write_run(tmp_path, "torch-xe", 2, ranks_of(1, sessions=range(100, 120)))
     with pytest.raises(ValueError, match="run 'torch-xe' seed 2 is not on the same test events as seed 1"):
         tables.Study(tmp_path, config({"torch-xe": "gru4rec_torch"}), "tiny").run("torch-xe")
+
+
+def test_keras_port_as_published_note_lists_what_the_run_switches_on():
+    from types import SimpleNamespace
+
+    from gru4rec_repro.tables.keras_port import switched_on
+
+    port = {"variant": "port", "dropout": 0.5, "n_epochs": 30}
+    st = SimpleNamespace(runs_config={
+        "keras-port": {"params": port},
+        "keras-port-as-published": {"params": {**port, "dropout": 0.25, "flaw_drop_tail": True,
+                                               "flaw_carry_state": True, "flaw_reset_late": False}},
+    })
+    assert switched_on(st, "keras-port-as-published") == [
+        "drop-tail", "carry-state", "dropout 0.25 (faithful: 0.5)"]
+    assert switched_on(st, "keras-port") == []
