@@ -130,6 +130,33 @@ def test_each_loss_equals_its_formula(name):
     np.testing.assert_allclose(got, np_loss(name, R), rtol=1e-10)
 
 
+NP_ACT = {"linear": lambda x: x, "tanh": np.tanh, "relu": lambda x: np.maximum(x, 0),
+          "elu": lambda x: np.where(x > 0, x, 0.5 * (np.exp(x) - 1))}
+
+
+@pytest.mark.parametrize("name,act", [(n, a) for n in losses.LOSSES for a in ("linear", "elu", "tanh")])
+def test_loss_gradients_equal_finite_differences_of_the_formula(name, act):
+    """loss_and_grad (closed form for cross-entropy and BPR-max) against central
+    differences of the numpy formulas, through the final activation and logQ."""
+    rng = np.random.default_rng(5)
+    raw = rng.normal(size=(3, 6)) * 1.5
+    shift = rng.normal(size=6) if name == "cross-entropy" else None
+
+    def total(x):
+        R = NP_ACT[act](x)
+        return np_loss(name, R if shift is None else R - shift, bpreg=0.7).sum()
+
+    num = np.zeros_like(raw)
+    for ij in np.ndindex(raw.shape):
+        e = np.zeros_like(raw)
+        e[ij] = 1e-6
+        num[ij] = (total(raw + e) - total(raw - e)) / 2e-6
+    rows, dR = losses.loss_and_grad(name, torch.tensor(raw), act, 0.5, 0.7,
+                                    None if shift is None else torch.tensor(shift), scale=0.25)
+    np.testing.assert_allclose(rows.sum().item(), total(raw), rtol=1e-12)
+    np.testing.assert_allclose(dR.numpy(), 0.25 * num, rtol=1e-6, atol=1e-8)
+
+
 def test_negative_softmax_gives_the_target_weight_zero():
     s = losses.softmax_negatives(torch.tensor(R)).numpy()
     assert np.all(np.diag(s) == 0.0)
@@ -242,6 +269,46 @@ def test_sparse_adagrad_momentum_matches_a_hand_computed_step():
     # the dense parameter took its step
     np.testing.assert_allclose(params["D"].numpy(),
                                D0 - 0.1 * np.array([0.2, 0.4]) / np.sqrt(np.array([0.04, 0.16]) + 1e-6))
+
+
+def test_row_updates_by_entries_equal_the_update_of_the_distinct_rows():
+    """step_entries (repeated rows, one marked entry per row carrying the summed
+    gradient) gives what step_rows gives on the distinct rows, twice in a row
+    (so the momentum and accumulator carry over); unmarked rows do not move."""
+    rng = np.random.default_rng(0)
+    W0 = rng.normal(size=(6, 3))
+    a = {"W": torch.tensor(W0)}
+    b = {"W": torch.tensor(W0)}
+    opt_a = SparseAdagradMomentum(a, learning_rate=0.1, momentum=0.4)
+    opt_b = SparseAdagradMomentum(b, learning_rate=0.1, momentum=0.4)
+    for idx, mask, rows in (([4, 1, 4, 2], [True, True, False, True], [4, 1, 2]),
+                            ([2, 2, 5, 0], [False, True, True, False], [2, 5])):
+        g = rng.normal(size=(len(rows), 3))
+        entries = np.zeros((len(idx), 3))
+        entries[np.flatnonzero(mask)] = g[[rows.index(r) for r in np.array(idx)[mask]]]
+        opt_a.step_entries("W", torch.tensor(idx), torch.tensor(entries), torch.tensor(mask))
+        opt_b.step_rows("W", torch.tensor(rows), torch.tensor(g))
+        np.testing.assert_allclose(a["W"].numpy(), b["W"].numpy(), rtol=1e-12)
+        np.testing.assert_allclose(opt_a.velocity["W"].numpy(), opt_b.velocity["W"].numpy(), rtol=1e-12, atol=1e-15)
+        np.testing.assert_allclose(opt_a.acc["W"].numpy(), opt_b.acc["W"].numpy(), rtol=1e-12)
+    assert np.array_equal(a["W"].numpy()[3], W0[3]) and not opt_a.acc["W"][3].any()  # row 3: never used
+
+
+def test_dense_update_of_all_parameters_at_once_equals_one_by_one():
+    rng = np.random.default_rng(1)
+    init = {"A": rng.normal(size=(3, 2)), "b": rng.normal(size=4)}
+    a = {k: torch.tensor(v) for k, v in init.items()}
+    b = {k: torch.tensor(v) for k, v in init.items()}
+    opt_a = SparseAdagradMomentum(a, learning_rate=0.2, momentum=0.3, dense=("A", "b"))
+    opt_b = SparseAdagradMomentum(b, learning_rate=0.2, momentum=0.3)
+    for _ in range(3):
+        g = {k: torch.tensor(rng.normal(size=v.shape)) for k, v in init.items()}
+        opt_a.step_dense_all([g["A"], g["b"]])
+        for k in g:
+            opt_b.step_dense(k, g[k])
+    for k in init:
+        np.testing.assert_allclose(a[k].numpy(), b[k].numpy(), rtol=1e-12)
+        np.testing.assert_allclose(opt_a.velocity[k].numpy(), opt_b.velocity[k].numpy(), rtol=1e-12)
 
 
 def test_a_training_step_leaves_item_rows_outside_the_mini_batch_untouched():

@@ -93,3 +93,94 @@ def row_losses(name: str, R: torch.Tensor, bpreg: float = 1.0,
     if name == "bpr-max":
         return bpr_max(R, bpreg)
     raise ValueError(f"unknown loss {name!r}; use one of {LOSSES}")
+
+
+def activation_grad(raw: torch.Tensor, act: torch.Tensor, name: str, elu_param: float = 1.0) -> torch.Tensor:
+    """d act / d raw of the final activation ``name``, elementwise (``act`` is its output)."""
+    if name == "linear":
+        return torch.ones_like(raw)
+    if name == "tanh":
+        return 1.0 - act * act
+    if name == "elu":  # x > 0: 1; else elu_param * exp(x) = act + elu_param
+        return torch.where(raw > 0, 1.0, act + elu_param)
+    if name == "relu":
+        return (raw > 0).to(raw.dtype)
+    raise ValueError(f"unknown final_act {name!r}; use one of {FINAL_ACTIVATIONS}")
+
+
+_EYES: dict = {}
+
+
+def _eye(R: torch.Tensor) -> torch.Tensor:
+    """The diagonal mask of ``R``'s shape (kept: a batch has a handful of shapes)."""
+    key = (R.shape[0], R.shape[1], R.device)
+    eye = _EYES.get(key)
+    if eye is None:
+        eye = _EYES[key] = torch.eye(R.shape[0], R.shape[1], dtype=torch.bool, device=R.device)
+    return eye
+
+
+def cross_entropy_grad(R: torch.Tensor, logq_shift: torch.Tensor | None, scale: float):
+    """:func:`cross_entropy` and ``scale`` times its gradient, in closed form.
+
+    With p = softmax(R - shift) and c_i = p_ii / (p_ii + 1e-24) (1 unless
+    p_ii underflows): d/dR_ij [-log(p_ii + 1e-24)] = c_i (p_ij - [i == j]).
+    """
+    Z = R if logq_shift is None else R - logq_shift
+    P = torch.softmax(Z, dim=1)
+    p_ii = torch.diagonal(P)
+    rows = -torch.log(p_ii + 1e-24)
+    c = p_ii / (p_ii + 1e-24) * scale
+    dR = P.mul_(c.unsqueeze(1))
+    torch.diagonal(dR).sub_(c)
+    return rows, dR
+
+
+def bpr_max_grad(R: torch.Tensor, bpreg: float, scale: float):
+    """:func:`bpr_max` and ``scale`` times its gradient, in closed form.
+
+    With s the negative softmax (s_i = 0), a_j = sigmoid(r_i - r_j),
+    A = sum_j s_j a_j, Q = sum_j s_j r_j^2 and e = 1e-24, for j != i
+    dL/dr_j = s_j [(A - a_j^2) / (A + e) + bpreg (r_j^2 + 2 r_j - Q)]
+    and dL/dr_i = -(A - sum_j s_j a_j^2) / (A + e).
+    """
+    s = torch.softmax(R.masked_fill(_eye(R), float("-inf")), dim=1)
+    a = torch.sigmoid(target_scores(R) - R)
+    A = torch.linalg.vecdot(s, a).unsqueeze(1)
+    R2 = R * R
+    Q = torch.linalg.vecdot(s, R2).unsqueeze(1)
+    rows = (-torch.log(A + 1e-24) + bpreg * Q).squeeze(1)
+    inv = scale / (A + 1e-24)
+    a.mul_(a)  # a^2
+    diag = (torch.linalg.vecdot(s, a).unsqueeze(1) - A) * inv
+    # s [A inv - bpreg Q - inv a^2 + bpreg (r^2 + 2 r)], every term times scale
+    dR = torch.addcmul(A * inv - (bpreg * scale) * Q, a, inv, value=-1.0)
+    if bpreg != 0:
+        dR.add_(torch.add(R2, R, alpha=2.0), alpha=bpreg * scale)
+    dR.mul_(s)
+    torch.diagonal(dR).copy_(diag.squeeze(1))
+    return rows, dR
+
+
+def loss_and_grad(name: str, raw: torch.Tensor, final_act: str, elu_param: float = 1.0, bpreg: float = 1.0,
+                  logq_shift: torch.Tensor | None = None, scale: float = 1.0):
+    """Per-row loss ``name`` of the raw scores ``raw`` (before the final
+    activation) and ``scale`` times the gradient of the rows' sum with respect
+    to ``raw``. Cross-entropy and BPR-max use closed forms (no autograd); the
+    other losses differentiate :func:`row_losses` with autograd."""
+    if name in ("cross-entropy", "bpr-max"):
+        R = final_activation(raw, final_act, elu_param)
+        if name == "cross-entropy":
+            rows, dR = cross_entropy_grad(R, logq_shift, scale)
+        else:
+            rows, dR = bpr_max_grad(R, bpreg, scale)
+        if final_act == "elu":  # one fused kernel: dR * (1 if raw > 0 else R + elu_param)
+            dR = torch.ops.aten.elu_backward(dR, elu_param, 1.0, 1.0, True, R)
+        elif final_act != "linear":
+            dR = dR.mul_(activation_grad(raw, R, final_act, elu_param))
+        return rows, dR
+    with torch.enable_grad():
+        leaf = raw.detach().requires_grad_()
+        rows = row_losses(name, final_activation(leaf, final_act, elu_param), bpreg, logq_shift)
+        (dR,) = torch.autograd.grad(rows.sum() * scale, leaf)
+    return rows.detach(), dR

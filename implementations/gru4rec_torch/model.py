@@ -8,8 +8,9 @@ Adagrad-with-momentum optimizer, and exposes the low-level API shared with the
 Keras implementation.
 
 Item matrices (``Wy``, ``By``, ``E``, the one-hot layer's ``Wx``) never take a
-dense gradient: each step gathers the rows it uses into a small leaf tensor,
-differentiates with respect to that, and updates only those rows.
+dense gradient: each step gathers the rows it uses, differentiates the output
+layer and the loss by hand (only the GRU stack goes through autograd), and
+updates only those rows.
 """
 from __future__ import annotations
 
@@ -19,7 +20,6 @@ import math
 import numpy as np
 import pandas as pd
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from gru4rec_repro.gru4rec_params import OFFICIAL_DEFAULTS, OUR_DEFAULTS, resolve
@@ -180,28 +180,6 @@ def dropout_rates(p: dict) -> dict[str, float]:
     return rates
 
 
-def unique_rows(idx: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """``torch.unique(idx, return_inverse=True)`` at a fixed size, without host synchronisation.
-
-    Returns ``rows``, ``pos`` and ``fill``, each of ``len(idx)`` entries: the
-    first U entries of ``rows`` are the U distinct values in ascending order
-    and ``rows[pos] == idx``; the tail entries (there is no way to know U
-    without waiting for the device) repeat the last distinct value, and
-    ``fill`` maps every entry to the distinct one it repeats (itself for the
-    first U). A step that gives each tail entry its row's values (via
-    ``fill``) writes the same thing to a repeated row from every entry.
-    """
-    n = idx.shape[0]
-    s, perm = torch.sort(idx)
-    new = torch.ones(n, dtype=torch.bool, device=idx.device)
-    new[1:] = s[1:] != s[:-1]
-    seg = torch.cumsum(new, 0) - 1  # distinct value of each sorted entry
-    pos = torch.empty_like(seg).scatter_(0, perm, seg)
-    fill = torch.minimum(torch.arange(n, device=idx.device), seg[-1])
-    rows = torch.empty_like(s).scatter_(0, seg, s).index_select(0, fill)
-    return rows, pos, fill
-
-
 def _as_index(idx, device) -> torch.Tensor:
     if isinstance(idx, torch.Tensor):
         return idx.to(device=device, dtype=torch.int64)
@@ -243,8 +221,11 @@ class GRU4Rec:
         self.dropout_p = dropout_rates(p)
         self.dropout_mask_fn = None
         self.optimizer = SparseAdagradMomentum({**self.item_params, **self.dense_params},
-                                               p["learning_rate"], p["momentum"])
+                                               p["learning_rate"], p["momentum"], dense=tuple(self._dense_names))
         self.H = self.zero_state(p["batch_size"])
+        self._input_name = "Wy" if self.net.constrained else ("gru0.Wx" if self.net.one_hot else "E")
+        self._slot = torch.zeros(self.n_items, dtype=torch.int64, device=self.device)  # see _first_entries
+        self._arange = torch.arange(0, device=self.device)
 
     # ----------------------------------------------------------------- state
     def zero_state(self, lanes: int) -> list[torch.Tensor]:
@@ -272,59 +253,78 @@ class GRU4Rec:
         keep = torch.empty_like(x).bernoulli_(1.0 - p, generator=self.dropout_gen)
         return x * keep.div_(1.0 - p)
 
+    def _first_entries(self, idx: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """For each entry of ``idx``, the position ``pos`` of one entry chosen
+        to represent its value (the same for all entries of that value), and
+        ``first``: whether the entry is that representative. Fixed size, no
+        sort and no host synchronisation: every entry writes its position into
+        a per-item slot table and reads back whichever position stayed there."""
+        k = idx.shape[0]
+        if self._arange.shape[0] < k:
+            self._arange = torch.arange(k, device=self.device)
+        ar = self._arange[:k]
+        self._slot.index_copy_(0, idx, ar)
+        pos = self._slot.index_select(0, idx)
+        return pos, pos == ar
+
     def _step(self, in_idx: torch.Tensor, out_idx: torch.Tensor, neg_idx: torch.Tensor | None) -> torch.Tensor:
         """One training step on index tensors (on the device); returns the SUM
-        of the per-row losses (a 0-d tensor: nothing here waits for the device)."""
-        p, net = self.params, self.net
+        of the per-row losses (a 0-d tensor: nothing here waits for the device).
+
+        Only the GRU stack goes through autograd. The output layer and the loss
+        are differentiated by hand: R = h . Wy[y]^T + By[y] over the columns
+        y = [targets, extra samples], the loss's gradient dR in closed form
+        (losses.loss_and_grad), then dh = dR . Wy[y], dWy[y] = dR^T . h and
+        dBy[y] = column sums of dR. The gradients of a row used by several
+        entries are summed onto one representative entry (_first_entries),
+        which alone updates that row (optim.step_entries).
+        """
+        p, net, opt = self.params, self.net, self.optimizer
         B = in_idx.shape[0]
         y = out_idx if neg_idx is None else torch.cat([out_idx, neg_idx])
-        # Gather the item rows this mini-batch uses, each once, into leaf
-        # tensors (unique_rows: fixed size, so no host synchronisation; the
-        # unused tail slots repeat the last row); score the B lanes against
-        # them, then pick the columns of R = [targets, extra samples].
-        if net.constrained:
-            rows, pos, fill = unique_rows(torch.cat([in_idx, y]))
-            wy = net.Wy.index_select(0, rows).requires_grad_()
-            x = F.embedding(pos[:B], wy)
-            y_pos = pos[B:]
-            # the bias only has a gradient on the rows of y, not on input-only rows
-            b_mask = torch.zeros(len(rows), dtype=torch.bool, device=rows.device).index_fill_(0, y_pos, True)
-            b_mask = b_mask.index_select(0, fill)
-            sparse = [("Wy", rows, fill, wy)]
-        else:
-            rows, y_pos, fill = unique_rows(y)
-            wy = net.Wy.index_select(0, rows).requires_grad_()
-            in_rows, in_pos, in_fill = unique_rows(in_idx)
-            name = "gru0.Wx" if net.one_hot else "E"
-            emb = self.item_params[name].index_select(0, in_rows).requires_grad_()
-            x = F.embedding(in_pos, emb)
-            b_mask = None
-            sparse = [("Wy", rows, fill, wy), (name, in_rows, in_fill, emb)]
-        by = net.By.index_select(0, rows).requires_grad_()
+        wy = net.Wy.index_select(0, y)
+        by = net.By.index_select(0, y)
+        x = self.item_params[self._input_name].index_select(0, in_idx).requires_grad_()
 
         h, new_H = net.hidden_step(x, self.H, self._dropout)
-        R = torch.addmm(by, h, wy.t()).index_select(1, y_pos)
-        R = losses.final_activation(R, p["final_act"], p["elu_param"])
+        hd = h.detach()
+        R = torch.addmm(by, hd, wy.t())
         shift = None
         if p["loss"] == "cross-entropy" and p["logq"] > 0:
             log_q = self.log_support.index_select(0, y)
             if len(y) > B:
                 log_q = torch.cat([log_q[:B], p["sample_alpha"] * log_q[B:]])
             shift = p["logq"] * log_q
-        loss_sum = losses.row_losses(p["loss"], R, p["bpreg"], shift).sum()
-        loss = loss_sum / p["batch_size"]
+        rows_loss, dR = losses.loss_and_grad(p["loss"], R, p["final_act"], p["elu_param"], p["bpreg"], shift,
+                                             1.0 / p["batch_size"])
+        dh = dR @ wy
+        grads = torch.autograd.grad(h, self._dense_tensors + [x], dh)
+        opt.step_dense_all(grads[:-1])
+        g_x = grads[-1]
 
-        leaves = self._dense_tensors + [leaf for *_, leaf in sparse] + [by]
-        grads = torch.autograd.grad(loss, leaves)
-        for name, g in zip(self._dense_names, grads):
-            self.optimizer.step_dense(name, g)
-        k = len(self._dense_names)
-        # a tail slot takes its row's gradient too, so every write of a row agrees
-        for (name, idx, fill_idx, leaf), g in zip(sparse, grads[k:-1]):
-            self.optimizer.step_rows(name, idx, g.index_select(0, fill_idx), rows_now=leaf.detach())
-        self.optimizer.step_rows("By", rows, grads[-1].index_select(0, fill), b_mask, rows_now=by.detach())
+        # the output rows (and, constrained, the input rows: the same matrix);
+        # the columns of dR that share a row are summed first (a small scatter),
+        # so the matrix product gives each row's whole gradient once
+        idx = torch.cat([in_idx, y]) if net.constrained else y
+        off = B if net.constrained else 0
+        pos, first = self._first_entries(idx)
+        y_pos = pos[off:]
+        dR_rows = torch.zeros(B, idx.shape[0], device=self.device).index_add_(1, y_pos, dR)
+        g = dR_rows.t() @ hd
+        if net.constrained:
+            g.index_add_(0, pos[:B], g_x)
+        gb = dR_rows.sum(0)
+        # By has a gradient only on rows of y (input-only rows keep their bias and its momentum)
+        b_mask = (torch.zeros(idx.shape[0], dtype=torch.bool, device=self.device).index_fill_(0, y_pos, True)
+                  if net.constrained else first)
+        opt.step_entries("Wy", idx, g, first)
+        opt.step_entries("By", idx, gb, b_mask)
+        if not net.constrained:
+            pos, first = self._first_entries(in_idx)
+            g = torch.zeros_like(x).index_add_(0, pos, g_x)
+            opt.step_entries(self._input_name, in_idx, g, first)
         self.H = [h.detach() for h in new_H]
-        return loss_sum.detach()
+        return rows_loss.sum()
 
     def train_step(self, in_idx, out_idx, neg_idx=None) -> float:
         """One mini-batch; returns the loss (summed over lanes / nominal batch size)."""

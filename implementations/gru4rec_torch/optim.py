@@ -22,18 +22,59 @@ class SparseAdagradMomentum:
     """Adagrad + momentum over named parameters (eps 1e-6, accumulators start at 0)."""
 
     def __init__(self, params: dict[str, torch.Tensor], learning_rate: float,
-                 momentum: float = 0.0, eps: float = 1e-6):
+                 momentum: float = 0.0, eps: float = 1e-6, dense: tuple[str, ...] = ()):
+        """``dense``: names of the parameters :meth:`step_dense_all` updates
+        together; their accumulators and momenta are views of one flat buffer.
+        (Keeping a row's accumulator and momentum side by side, ``(rows, 2,
+        d)``, to gather and scatter them at once measured slower.)"""
         if learning_rate <= 0:
             raise ValueError(f"learning_rate must be > 0, got {learning_rate}")
         if momentum < 0:
             raise ValueError(f"momentum must be >= 0, got {momentum}")
+        unknown = sorted(set(dense) - set(params))
+        if unknown:
+            raise ValueError(f"dense parameter(s) {unknown} are not among {sorted(params)}")
         self.params = params
         self.learning_rate = float(learning_rate)
         self.momentum = float(momentum)
         self.eps = float(eps)
-        self.acc = {name: torch.zeros_like(p) for name, p in params.items()}
-        self.velocity = ({name: torch.zeros_like(p) for name, p in params.items()}
-                         if self.momentum > 0 else {})
+        # row-updated parameters: the state has one spare row at the end that
+        # stays 0, where step_entries sends the entries that must not move
+        self.acc, self.velocity, self._acc_rows, self._vel_rows = {}, {}, {}, {}
+        for name, p in params.items():
+            if name in dense:
+                continue
+            for full, view in ((self._acc_rows, self.acc), (self._vel_rows, self.velocity))[:1 + (self.momentum > 0)]:
+                full[name] = torch.zeros((p.shape[0] + 1,) + tuple(p.shape[1:]), dtype=p.dtype, device=p.device)
+                view[name] = full[name][:p.shape[0]]
+        self.dense = tuple(dense)
+        if self.dense:
+            sizes = [params[n].numel() for n in self.dense]
+            ref = params[self.dense[0]]
+            self._flat_sizes = sizes
+            self._flat_acc = torch.zeros(sum(sizes), dtype=ref.dtype, device=ref.device)
+            self._flat_vel = torch.zeros_like(self._flat_acc) if self.momentum > 0 else None
+            for key, flat, store in (("acc", self._flat_acc, self.acc), ("vel", self._flat_vel, self.velocity)):
+                if flat is None:
+                    continue
+                for n, part in zip(self.dense, flat.split(sizes)):
+                    store[n] = part.view(params[n].shape)
+            self._dense_params = [params[n] for n in self.dense]
+            self._dense_vel_views = [self.velocity[n] for n in self.dense] if self.momentum > 0 else None
+
+    @torch.no_grad()
+    def step_dense_all(self, grads) -> None:
+        """:meth:`step_dense` of every ``dense`` parameter (``grads`` in that
+        order), as a few operations on one flat buffer."""
+        g = torch.cat([t.reshape(-1) for t in grads])
+        self._flat_acc.addcmul_(g, g)
+        step = g.div_(torch.add(self._flat_acc, self.eps).sqrt_())
+        if self.momentum > 0:
+            self._flat_vel.mul_(self.momentum).add_(step, alpha=-self.learning_rate)
+            torch._foreach_add_(self._dense_params, self._dense_vel_views)
+        else:
+            parts = [part.view(p.shape) for part, p in zip(step.split(self._flat_sizes), self._dense_params)]
+            torch._foreach_add_(self._dense_params, parts, alpha=-self.learning_rate)
 
     @torch.no_grad()
     def step_dense(self, name: str, grad: torch.Tensor) -> None:
@@ -54,8 +95,8 @@ class SparseAdagradMomentum:
         """Update only ``rows`` of parameter ``name`` with ``grad`` (one row each).
 
         ``rows`` are distinct, except that a row may repeat with the SAME
-        gradient and mask (the fixed-size tail of ``model.unique_rows``):
-        every entry of it then writes the same values. ``mask`` (optional, one
+        gradient and mask: every entry of it then writes the same values.
+        (The training step uses :meth:`step_entries`.) ``mask`` (optional, one
         bool per row): rows where it is false have no gradient in this step
         (their ``grad`` must be 0) and are left alone. ``rows_now``: the
         current ``params[name][rows]`` when the caller has them (saves a gather).
@@ -78,6 +119,34 @@ class SparseAdagradMomentum:
                 param.index_copy_(0, rows, w_rows + v_rows)
         else:  # zero gradient => zero step: the mask changes nothing
             param.index_copy_(0, rows, w_rows.add(step, alpha=-self.learning_rate))
+
+    @torch.no_grad()
+    def step_entries(self, name: str, idx: torch.Tensor, grad: torch.Tensor, mask: torch.Tensor) -> None:
+        """Update rows ``idx`` of parameter ``name`` in place, by increments.
+
+        ``idx`` may repeat a row; ``mask`` (one bool per entry) marks the
+        entries that carry a row's whole gradient, at most one per row, and
+        ``grad`` (one row per entry, consumed) is 0 on the other entries. A
+        row with no marked entry keeps its weights, accumulator and momentum.
+        The accumulator, momentum and weights are raised with ``index_add_``
+        (the unmarked entries add exact zeros), so nothing here depends on how
+        many distinct rows there are (no host synchronisation).
+        """
+        param, acc = self.params[name], self._acc_rows[name]
+        # unmarked entries read and write the spare zero row of the state
+        sidx = torch.where(mask, idx, param.shape[0])
+        g2 = grad * grad
+        denom = acc.index_select(0, sidx).add_(g2)  # acc + g^2, as stored below
+        acc.index_add_(0, sidx, g2)
+        step = grad.div_(denom.add_(self.eps).sqrt_())  # g / sqrt(acc + eps)
+        if self.momentum > 0:
+            vel = self._vel_rows[name]
+            v_old = vel.index_select(0, sidx)  # 0 on unmarked entries, so v_new is 0 there
+            v_new = torch.add(v_old * self.momentum, step, alpha=-self.learning_rate)
+            param.index_add_(0, idx, v_new)
+            vel.index_add_(0, sidx, v_new.sub_(v_old))
+        else:
+            param.index_add_(0, idx, step, alpha=-self.learning_rate)
 
     def state_dict(self) -> dict:
         return {"acc": {k: v.clone() for k, v in self.acc.items()},
