@@ -234,6 +234,32 @@ def test_train_step_loss_is_the_spec_loss_over_the_nominal_batch(params, tmp_pat
     np.testing.assert_allclose(model.H[0].numpy(), h, rtol=1e-5, atol=1e-6)  # no dropout: state = output
 
 
+@pytest.mark.parametrize("one_hot", [False, True])
+def test_gru_layer_backward_by_hand_equals_autograd(one_hot):
+    """forward_train/backward of both layer forms (the training step's GRU,
+    no autograd) against autograd through the layer's own forward."""
+    from implementations.gru4rec_torch.model import GRULayer, OneHotGRULayer
+
+    gen = torch.Generator().manual_seed(0)
+    layer = (OneHotGRULayer(9, 5, gen) if one_hot else GRULayer(4, 5, gen)).double()
+    with torch.no_grad():
+        for p in layer.parameters():
+            p.add_(torch.randn(p.shape, generator=gen, dtype=p.dtype))
+    x = torch.randn(3, 15 if one_hot else 4, generator=gen, dtype=torch.float64)
+    h = torch.randn(3, 5, generator=gen, dtype=torch.float64)
+    d_out = torch.randn(3, 5, generator=gen, dtype=torch.float64)
+    out, ctx = layer.forward_train(x, h)
+    d_x, grads = layer.backward(ctx, d_out)
+    dense = [p for p in layer.parameters() if p.requires_grad]
+    xl = x.clone().requires_grad_()
+    ref_out = layer(xl, h)
+    ref = torch.autograd.grad(ref_out, dense + [xl], d_out)
+    np.testing.assert_allclose(out.numpy(), ref_out.detach().numpy(), rtol=1e-12)
+    assert len(grads) == len(dense)
+    for got, want in zip(grads + [d_x], ref):
+        np.testing.assert_allclose(got.numpy(), want.numpy(), rtol=1e-10, atol=1e-12)
+
+
 def test_hidden_dropout_output_is_the_next_state():
     model = GRU4Rec(7, dict(layers=[50], batch_size=4, n_sample=0, dropout_p_hidden=0.5), seed=1)
     model.train_step([0, 1, 2, 3], [1, 2, 3, 4], None)

@@ -8,9 +8,9 @@ Adagrad-with-momentum optimizer, and exposes the low-level API shared with the
 Keras implementation.
 
 Item matrices (``Wy``, ``By``, ``E``, the one-hot layer's ``Wx``) never take a
-dense gradient: each step gathers the rows it uses, differentiates the output
-layer and the loss by hand (only the GRU stack goes through autograd), and
-updates only those rows.
+dense gradient: each step gathers the rows it uses, differentiates the GRU
+stack, the output layer and the loss by hand (no autograd graph; TOP1, BPR and
+TOP1-max use autograd on the score matrix alone), and updates only those rows.
 """
 from __future__ import annotations
 
@@ -87,6 +87,30 @@ class OneHotGRULayer(nn.Module):
         n = torch.tanh(torch.addmm(v_n, r * h, self.Wh))
         return torch.lerp(h, n, z)  # (1 - z) * h + z * n
 
+    @torch.no_grad()
+    def forward_train(self, wx_rows: torch.Tensor, h: torch.Tensor):
+        """:meth:`forward` without autograd, keeping what :meth:`backward` needs."""
+        v_n, v_rz = (wx_rows + self.b).split([self.hidden, 2 * self.hidden], dim=1)
+        rz = torch.sigmoid(torch.addmm(v_rz, h, self.Wrz))
+        r, z = rz.chunk(2, dim=1)
+        rh = r * h
+        n = torch.tanh(torch.addmm(v_n, rh, self.Wh))
+        return torch.lerp(h, n, z), (h, rz, rh, n)
+
+    @torch.no_grad()
+    def backward(self, ctx, d_out: torch.Tensor):
+        """Gradients of the input rows and of (Wrz, Wh, b) from the output's gradient ``d_out``."""
+        h, rz, rh, n = ctx
+        r, z = rz.chunk(2, dim=1)
+        d_n = (d_out * z).mul_(1.0 - n * n)  # through tanh
+        d_v = torch.empty(h.shape[0], 3 * self.hidden, dtype=h.dtype, device=h.device)
+        d_v[:, :self.hidden] = d_n
+        d_rz = d_v[:, self.hidden:]
+        torch.mm(d_n, self.Wh.t(), out=d_rz[:, :self.hidden]).mul_(h)  # d r
+        torch.mul(d_out, n - h, out=d_rz[:, self.hidden:])  # d z
+        d_rz.mul_(rz * (1.0 - rz))  # through the sigmoid
+        return d_v, [h.t() @ d_rz, rh.t() @ d_n, d_v.sum(0)]
+
 
 class GRULayer(nn.Module):
     """A GRU layer in the library form (PyTorch's GRUCell: reset after the recurrent product)."""
@@ -100,6 +124,37 @@ class GRULayer(nn.Module):
 
     def forward(self, x: torch.Tensor, h: torch.Tensor) -> torch.Tensor:
         return torch.gru_cell(x, h, self.W_ih, self.W_hh, self.b_ih, self.b_hh)
+
+    @torch.no_grad()
+    def forward_train(self, x: torch.Tensor, h: torch.Tensor):
+        """:meth:`forward` (as torch.gru_cell computes it) without autograd,
+        keeping what :meth:`backward` needs. Gates r, z, n in that order:
+        [r, z] = sigmoid(x W_i + b_i + h W_h + b_h) over the first two blocks,
+        n = tanh(x W_in + b_in + r * (h W_hn + b_hn)), h' = n + z * (h - n)."""
+        H = h.shape[1]
+        gi = torch.addmm(self.b_ih, x, self.W_ih.t())
+        gh = torch.addmm(self.b_hh, h, self.W_hh.t())
+        rz = torch.sigmoid(gi[:, :2 * H].add_(gh[:, :2 * H]))
+        gh_n = gh[:, 2 * H:]
+        n = torch.tanh(torch.addcmul(gi[:, 2 * H:], rz[:, :H], gh_n))
+        return torch.addcmul(n, h - n, rz[:, H:]), (x, h, rz, gh_n, n)
+
+    @torch.no_grad()
+    def backward(self, ctx, d_out: torch.Tensor):
+        """Gradients of the input and of (W_ih, W_hh, b_ih, b_hh) from the output's gradient ``d_out``."""
+        x, h, rz, gh_n, n = ctx
+        H = h.shape[1]
+        d_gi = torch.empty(h.shape[0], 3 * H, dtype=h.dtype, device=h.device)
+        d_gh = torch.empty_like(d_gi)
+        d_n = d_gi[:, 2 * H:]
+        torch.mul(d_out, 1.0 - rz[:, H:], out=d_n).mul_(1.0 - n * n)  # through tanh
+        torch.mul(d_n, rz[:, :H], out=d_gh[:, 2 * H:])
+        d_rz = d_gi[:, :2 * H]
+        torch.mul(d_n, gh_n, out=d_rz[:, :H])  # d r
+        torch.mul(d_out, h - n, out=d_rz[:, H:])  # d z
+        d_rz.mul_(rz * (1.0 - rz))  # through the sigmoid
+        d_gh[:, :2 * H] = d_rz
+        return d_gi @ self.W_ih, [d_gi.t() @ x, d_gh.t() @ h, d_gi.sum(0), d_gh.sum(0)]
 
 
 class GRU4RecNet(nn.Module):
@@ -243,15 +298,53 @@ class GRU4Rec:
         self.H = [h.index_select(0, idx) for h in self.H]
 
     # -------------------------------------------------------------- training
-    def _dropout(self, x: torch.Tensor, site: str) -> torch.Tensor:
+    def _dropout_mask(self, x: torch.Tensor, site: str) -> torch.Tensor | None:
+        """The scaled dropout mask (0 or 1 / (1 - p)) of ``site`` for ``x``; None where p is 0."""
         p = self.dropout_p[site]
         if p == 0.0:
-            return x
+            return None
         if self.dropout_mask_fn is not None:  # test hook (GRU4REC_API.md): the mask comes from outside
             mask = np.asarray(self.dropout_mask_fn(site, tuple(x.shape)), dtype=np.float32)
-            return x * torch.from_numpy(mask).to(self.device)
-        keep = torch.empty_like(x).bernoulli_(1.0 - p, generator=self.dropout_gen)
-        return x * keep.div_(1.0 - p)
+            return torch.from_numpy(mask).to(self.device)
+        return torch.empty_like(x).bernoulli_(1.0 - p, generator=self.dropout_gen).div_(1.0 - p)
+
+    def _dropout(self, x: torch.Tensor, site: str) -> torch.Tensor:
+        mask = self._dropout_mask(x, site)
+        return x if mask is None else x * mask
+
+    @torch.no_grad()
+    def _gru_train(self, x: torch.Tensor):
+        """The GRU stack of a training step (GRU4RecNet.hidden_step with dropout)
+        without autograd; returns the output, the new states and what
+        :meth:`_gru_backward` needs."""
+        net = self.net
+        embed_mask = None if net.one_hot else self._dropout_mask(x, "embed")
+        if embed_mask is not None:
+            x = x * embed_mask
+        new_H, tape = [], []
+        for i, (layer, h) in enumerate(zip(net.gru, self.H)):
+            x, ctx = layer.forward_train(x, h)
+            mask = self._dropout_mask(x, HIDDEN_SITES[i] if i < len(HIDDEN_SITES) else f"hidden{i}")
+            if mask is not None:
+                x = x * mask
+            new_H.append(x)
+            tape.append((ctx, mask))
+        return x, new_H, (embed_mask, tape)
+
+    @torch.no_grad()
+    def _gru_backward(self, saved, d_out: torch.Tensor):
+        """Gradients of the dense parameters (in ``_dense_names`` order) and of
+        the input rows, from the gradient of the GRU stack's output."""
+        embed_mask, tape = saved
+        grads = []
+        for layer, (ctx, mask) in zip(reversed(self.net.gru), reversed(tape)):
+            if mask is not None:
+                d_out = d_out * mask
+            d_out, g = layer.backward(ctx, d_out)
+            grads = g + grads
+        if embed_mask is not None:
+            d_out = d_out * embed_mask
+        return grads, d_out
 
     def _first_entries(self, idx: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """For each entry of ``idx``, the position ``pos`` of one entry chosen
@@ -271,23 +364,23 @@ class GRU4Rec:
         """One training step on index tensors (on the device); returns the SUM
         of the per-row losses (a 0-d tensor: nothing here waits for the device).
 
-        Only the GRU stack goes through autograd. The output layer and the loss
-        are differentiated by hand: R = h . Wy[y]^T + By[y] over the columns
-        y = [targets, extra samples], the loss's gradient dR in closed form
-        (losses.loss_and_grad), then dh = dR . Wy[y], dWy[y] = dR^T . h and
-        dBy[y] = column sums of dR. The gradients of a row used by several
-        entries are summed onto one representative entry (_first_entries),
-        which alone updates that row (optim.step_entries).
+        Differentiated by hand, without an autograd graph: R = h . Wy[y]^T +
+        By[y] over the columns y = [targets, extra samples], the loss's
+        gradient dR in closed form (losses.loss_and_grad), then dh = dR . Wy[y],
+        dWy[y] = dR^T . h, dBy[y] = column sums of dR, and the GRU stack's
+        backward pass (each layer's ``backward``, through the dropout masks).
+        The gradients of a row used by several entries are summed onto one
+        representative entry (_first_entries), which alone updates that row
+        (optim.step_entries).
         """
         p, net, opt = self.params, self.net, self.optimizer
         B = in_idx.shape[0]
         y = out_idx if neg_idx is None else torch.cat([out_idx, neg_idx])
         wy = net.Wy.index_select(0, y)
         by = net.By.index_select(0, y)
-        x = self.item_params[self._input_name].index_select(0, in_idx).requires_grad_()
+        x = self.item_params[self._input_name].index_select(0, in_idx)
 
-        h, new_H = net.hidden_step(x, self.H, self._dropout)
-        hd = h.detach()
+        hd, new_H, saved = self._gru_train(x)
         R = torch.addmm(by, hd, wy.t())
         shift = None
         if p["loss"] == "cross-entropy" and p["logq"] > 0:
@@ -298,9 +391,8 @@ class GRU4Rec:
         rows_loss, dR = losses.loss_and_grad(p["loss"], R, p["final_act"], p["elu_param"], p["bpreg"], shift,
                                              1.0 / p["batch_size"])
         dh = dR @ wy
-        grads = torch.autograd.grad(h, self._dense_tensors + [x], dh)
-        opt.step_dense_all(grads[:-1])
-        g_x = grads[-1]
+        grads, g_x = self._gru_backward(saved, dh)
+        opt.step_dense_all(grads)
 
         # the output rows (and, constrained, the input rows: the same matrix);
         # the columns of dR that share a row are summed first (a small scatter),
@@ -323,7 +415,7 @@ class GRU4Rec:
             pos, first = self._first_entries(in_idx)
             g = torch.zeros_like(x).index_add_(0, pos, g_x)
             opt.step_entries(self._input_name, in_idx, g, first)
-        self.H = [h.detach() for h in new_H]
+        self.H = new_H
         return rows_loss.sum()
 
     def train_step(self, in_idx, out_idx, neg_idx=None) -> float:
