@@ -281,6 +281,10 @@ class GRU4Rec:
         self._input_name = "Wy" if self.net.constrained else ("gru0.Wx" if self.net.one_hot else "E")
         self._slot = torch.zeros(self.n_items, dtype=torch.int64, device=self.device)  # see _first_entries
         self._arange = torch.arange(0, device=self.device)
+        # logQ correction per item: logq * log(support) as a target, times sample_alpha as an extra sample
+        self._logq_shift = None
+        if p["loss"] == "cross-entropy" and p["logq"] > 0:
+            self._logq_shift = (p["logq"] * self.log_support, (p["logq"] * p["sample_alpha"]) * self.log_support)
 
     # ----------------------------------------------------------------- state
     def zero_state(self, lanes: int) -> list[torch.Tensor]:
@@ -381,13 +385,15 @@ class GRU4Rec:
         x = self.item_params[self._input_name].index_select(0, in_idx)
 
         hd, new_H, saved = self._gru_train(x)
-        R = torch.addmm(by, hd, wy.t())
         shift = None
-        if p["loss"] == "cross-entropy" and p["logq"] > 0:
-            log_q = self.log_support.index_select(0, y)
-            if len(y) > B:
-                log_q = torch.cat([log_q[:B], p["sample_alpha"] * log_q[B:]])
-            shift = p["logq"] * log_q
+        if self._logq_shift is not None:  # logq * log q of each column: targets, then extra samples
+            target_shift, sample_shift = self._logq_shift
+            shift = target_shift.index_select(0, out_idx)
+            if neg_idx is not None:
+                shift = torch.cat([shift, sample_shift.index_select(0, neg_idx)])
+            if p["final_act"] == "linear":  # R - shift = h . Wy[y]^T + (By[y] - shift): one pass less
+                by, shift = by - shift, None
+        R = torch.addmm(by, hd, wy.t())
         rows_loss, dR = losses.loss_and_grad(p["loss"], R, p["final_act"], p["elu_param"], p["bpreg"], shift,
                                              1.0 / p["batch_size"])
         dh = dR @ wy

@@ -138,15 +138,15 @@ class SparseAdagradMomentum:
         g2 = grad * grad
         denom = acc.index_select(0, sidx).add_(g2)  # acc + g^2, as stored below
         acc.index_add_(0, sidx, g2)
-        step = grad.div_(denom.add_(self.eps).sqrt_())  # g / sqrt(acc + eps)
+        denom.add_(self.eps).sqrt_()  # sqrt(acc + eps)
         if self.momentum > 0:
             vel = self._vel_rows[name]
             v_old = vel.index_select(0, sidx)  # 0 on unmarked entries, so v_new is 0 there
-            v_new = torch.add(v_old * self.momentum, step, alpha=-self.learning_rate)
+            v_new = torch.addcdiv(v_old * self.momentum, grad, denom, value=-self.learning_rate)
             param.index_add_(0, idx, v_new)
             vel.index_add_(0, sidx, v_new.sub_(v_old))
         else:
-            param.index_add_(0, idx, step, alpha=-self.learning_rate)
+            param.index_add_(0, idx, grad.div_(denom), alpha=-self.learning_rate)
 
     def state_dict(self) -> dict:
         return {"acc": {k: v.clone() for k, v in self.acc.items()},
