@@ -258,6 +258,27 @@ def set_torch_threads(torch) -> None:
         torch.set_num_threads(int(threads))
 
 
+def seed_everything(torch, seed: int) -> str:
+    """Seed Python's, numpy's global and torch's RNGs with the run's seed; return the device
+    ("cuda" when torch sees a GPU, else "cpu"). Libraries with RNGs of their own seed them too."""
+    import random
+
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def run_main(main, name: str) -> None:
+    """Run an adapter's ``main``; an :class:`AdapterError` ends it with one line naming the adapter."""
+    import sys
+
+    try:
+        main()
+    except AdapterError as e:
+        sys.exit(f"{name} adapter: {e}")
+
+
 # --------------------------------------------------------------------------- ranking
 
 

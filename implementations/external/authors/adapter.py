@@ -217,7 +217,4 @@ def main(argv=None) -> None:
 
 
 if __name__ == "__main__":
-    try:
-        main()
-    except ac.AdapterError as e:
-        sys.exit(f"authors adapter: {e}")
+    ac.run_main(main, "authors")

@@ -31,7 +31,6 @@ adapter times them by wrapping the ``trange`` the fit loop iterates over
 """
 from __future__ import annotations
 
-import random
 import sys
 from collections import OrderedDict
 from pathlib import Path
@@ -175,10 +174,7 @@ def main(argv=None) -> None:
     # every RNG Cornac's GRU4Rec touches: its own RandomState (negatives), the
     # dataset's (session order), torch's (dropout); numpy's global one is
     # re-seeded with 42 by the weight init (gru4rec.py:154), as the authors do
-    random.seed(args.seed)
-    np.random.seed(args.seed)
-    torch.manual_seed(args.seed)
-    device = "cuda" if torch.cuda.is_available() else "cpu"
+    device = ac.seed_everything(torch, args.seed)
 
     train, test, index, events = ac.read_inputs(args)
     kw, tr = translate(args.params, device)
@@ -212,7 +208,4 @@ def main(argv=None) -> None:
 
 
 if __name__ == "__main__":
-    try:
-        main()
-    except ac.AdapterError as e:
-        sys.exit(f"cornac adapter: {e}")
+    ac.run_main(main, "cornac")

@@ -43,7 +43,6 @@ a cosine. What the adapter does, in the library's idiom:
 from __future__ import annotations
 
 import os
-import random
 import sys
 import tempfile
 from pathlib import Path
@@ -185,10 +184,7 @@ def main(argv=None) -> None:
     ac.set_torch_threads(torch)
     # init, DataLoader shuffling and dropout use torch's global RNG; the in-batch
     # sampler its own generator (sampler_seed); numpy and random for completeness
-    random.seed(args.seed)
-    np.random.seed(args.seed)
-    torch.manual_seed(args.seed)
-    device = "cuda" if torch.cuda.is_available() else "cpu"
+    device = ac.seed_everything(torch, args.seed)
 
     train, test, index, events = ac.read_inputs(args)
     s, tr = translate(args.params, device)
@@ -248,7 +244,4 @@ def main(argv=None) -> None:
 
 
 if __name__ == "__main__":
-    try:
-        main()
-    except ac.AdapterError as e:
-        sys.exit(f"torch-rechub adapter: {e}")
+    ac.run_main(main, "torch-rechub")
