@@ -8,8 +8,14 @@ TensorFlow is installed, for Keras::
 
     python benchmarks/gpu_check.py                       # on a GPU machine
     python benchmarks/gpu_check.py --device cpu --steps 100 --items 3000   # the same checks on CPU
+    python benchmarks/gpu_check.py --authors /path/to/GRU4Rec_PyTorch_Official   # and side by side
 
 The PyTorch part also trains one short epoch and evaluates on the device.
+With ``--authors`` (a checkout of hidasib/GRU4Rec_PyTorch_Official, never
+copied into this project) it then trains one epoch of the authors' code and
+of ours per setting on the same device and the same RSC15-shaped data, in
+alternating fresh processes (``bench_vs_authors.py``), and prints both
+events/s and the ratio.
 Exit status 1 when a tensor is not where it should be.
 """
 from __future__ import annotations
@@ -120,6 +126,41 @@ def check_keras(train: pd.DataFrame, args) -> list[str]:
     return wrong
 
 
+def side_by_side(args) -> list[str]:
+    """One epoch of the authors' code and of ours per setting, alternated, on ``args.device``."""
+    import statistics
+    import tempfile
+
+    from bench_vs_authors import spawn
+    from rsc15_like import SETTINGS as PARAMS
+
+    df = synthetic_sessions(args.items, args.side_sessions, seed=0)
+    print(f"side by side with the authors' code on {args.device}, {args.repeats} repeat(s), "
+          f"{args.threads} CPU thread(s); data: {shape_report(df)}", flush=True)
+    failed = []
+    with tempfile.TemporaryDirectory() as tmp:
+        data = str(Path(tmp) / "train.tsv")
+        df.to_csv(data, sep="\t", index=False)
+        for setting in args.side_settings:
+            runs = {"authors": [], "torch": []}
+            for rep in range(args.repeats):
+                for program in (("authors", "torch") if rep % 2 == 0 else ("torch", "authors")):
+                    try:
+                        r = spawn(program, setting, PARAMS[setting], data, args)
+                    except RuntimeError as err:
+                        print(f"  {setting} {program}: failed: {err}", flush=True)
+                        failed.append(f"{program} {setting}")
+                        continue
+                    runs[program].append(r["events_per_s"])
+                    print(f"  {setting:>14} {program:>7} run {rep + 1}: {r['events_per_s']:>9,.0f} events/s "
+                          f"({r['mbatches_per_s']:,.1f} mini-batches/s, {r['seconds']:.1f} s, loss {r['loss']:.4f})",
+                          flush=True)
+            if runs["authors"] and runs["torch"]:
+                a, t = statistics.median(runs["authors"]), statistics.median(runs["torch"])
+                print(f"{setting}: median events/s authors {a:,.0f}, ours {t:,.0f}; ratio {t / a:.2f}x", flush=True)
+    return failed
+
+
 def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--device", default="cuda", help="cuda (default) or cpu")
@@ -129,6 +170,12 @@ def main(argv=None) -> None:
     ap.add_argument("--epoch-events", type=int, default=50_000, help="events of the short training epoch")
     ap.add_argument("--threads", type=int, default=1, help="CPU threads of each framework")
     ap.add_argument("--frameworks", nargs="+", default=["torch", "keras"], choices=["torch", "keras"])
+    ap.add_argument("--authors", help="checkout of hidasib/GRU4Rec_PyTorch_Official: also run it side by side")
+    ap.add_argument("--side-settings", nargs="+", default=["xe", "bprmax", "xe-onehot", "bprmax-onehot"],
+                    help="settings of the side-by-side run (rsc15_like.SETTINGS)")
+    ap.add_argument("--side-sessions", type=int, default=100_000,
+                    help="training sessions of the side-by-side run (100,000: RSC15-shaped popularity)")
+    ap.add_argument("--repeats", type=int, default=1, help="side-by-side runs per program and setting")
     args = ap.parse_args(argv)
     import torch
 
@@ -151,6 +198,8 @@ def main(argv=None) -> None:
         except Exception as err:  # the Keras side must not hide the PyTorch numbers
             print(f"Keras: failed ({type(err).__name__}: {err})")
             wrong.append("keras (failed)")
+    if args.authors:
+        wrong += side_by_side(args)
     print(f"total {time.perf_counter() - t0:.0f} s")
     if wrong:
         print("FAIL: not on the device or failed:", ", ".join(wrong))

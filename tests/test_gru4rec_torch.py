@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from gru4rec_repro.contract import RANK_COLUMNS, rank_counts
-from implementations.gru4rec_torch import losses
+from implementations.gru4rec_torch import cpu_kernels, losses
 from implementations.gru4rec_torch.data import item_index, session_data, session_parallel
 from implementations.gru4rec_torch.model import GRU4Rec
 from implementations.gru4rec_torch.optim import SparseAdagradMomentum
@@ -318,6 +318,64 @@ def test_row_updates_by_entries_equal_the_update_of_the_distinct_rows():
         np.testing.assert_allclose(opt_a.velocity["W"].numpy(), opt_b.velocity["W"].numpy(), rtol=1e-12, atol=1e-15)
         np.testing.assert_allclose(opt_a.acc["W"].numpy(), opt_b.acc["W"].numpy(), rtol=1e-12)
     assert np.array_equal(a["W"].numpy()[3], W0[3]) and not opt_a.acc["W"][3].any()  # row 3: never used
+
+
+@pytest.mark.skipif(not cpu_kernels.AVAILABLE, reason="numba is not installed: the fused CPU kernel is not used")
+@pytest.mark.parametrize("momentum", [0.0, 0.3])
+def test_fused_cpu_row_update_equals_the_pytorch_index_operations(momentum):
+    """The numba kernel and PyTorch's index operations make the same
+    step_entries update, on float32 matrices and vectors with repeated rows,
+    over several steps (accumulator and momentum carry over); rows that no
+    marked entry names keep weights, accumulator and momentum bit for bit."""
+    rng = np.random.default_rng(3)
+    init = {"W": rng.normal(size=(50, 7)).astype(np.float32), "b": rng.normal(size=50).astype(np.float32)}
+    fused = {k: torch.tensor(v) for k, v in init.items()}
+    plain = {k: torch.tensor(v) for k, v in init.items()}
+    opt_f = SparseAdagradMomentum(fused, learning_rate=0.2, momentum=momentum, cpu_kernel=True)
+    opt_p = SparseAdagradMomentum(plain, learning_rate=0.2, momentum=momentum, cpu_kernel=False)
+    touched = np.zeros(50, dtype=bool)
+    for _ in range(4):
+        idx = rng.integers(0, 40, size=30)  # rows 40-49 are never named
+        _, first = np.unique(idx, return_index=True)
+        mask = np.zeros(30, dtype=bool)
+        mask[first] = True
+        mask[rng.random(30) < 0.2] = False  # some rows have no gradient this step
+        touched[idx[mask]] = True
+        for name, shape in (("W", (30, 7)), ("b", (30,))):
+            g = (rng.normal(size=shape) * mask.reshape((-1,) + (1,) * (len(shape) - 1))).astype(np.float32)
+            for opt in (opt_f, opt_p):
+                opt.step_entries(name, torch.tensor(idx), torch.tensor(g), torch.tensor(mask))
+    for name in init:
+        np.testing.assert_allclose(fused[name].numpy(), plain[name].numpy(), rtol=1e-5, atol=1e-6)
+        np.testing.assert_allclose(opt_f.acc[name].numpy(), opt_p.acc[name].numpy(), rtol=1e-5, atol=1e-7)
+        if momentum:
+            np.testing.assert_allclose(opt_f.velocity[name].numpy(), opt_p.velocity[name].numpy(),
+                                       rtol=1e-4, atol=1e-6)
+        assert not np.array_equal(fused[name].numpy()[touched], init[name][touched])
+        np.testing.assert_array_equal(fused[name].numpy()[~touched], init[name][~touched])
+        assert not opt_f.acc[name].numpy()[~touched].any()
+        if momentum:
+            assert not opt_f.velocity[name].numpy()[~touched].any()
+
+
+@pytest.mark.skipif(not cpu_kernels.AVAILABLE, reason="numba is not installed: the fused CPU kernel is not used")
+@pytest.mark.parametrize("setting", [
+    dict(loss="cross-entropy", constrained_embedding=True, n_sample=64, sample_alpha=0.5, logq=1.0, momentum=0.2),
+    dict(loss="bpr-max", constrained_embedding=False, embedding=0, n_sample=64, elu_param=0.5, momentum=0.0),
+])
+def test_training_with_the_fused_cpu_kernel_equals_training_without_it(setting):
+    """Ten training steps with the fused CPU row update and ten with PyTorch's
+    index operations, same seed and batches: the same weights to float32 rounding."""
+    params = {"layers": [16], "batch_size": 8, "dropout_p_hidden": 0.2, "learning_rate": 0.1, **setting}
+    models = [GRU4Rec(30, params, seed=5, support=np.arange(1, 31)) for _ in range(2)]
+    models[1].optimizer.cpu_kernel = False
+    rng = np.random.default_rng(0)
+    for _ in range(10):
+        in_idx, out_idx = rng.integers(0, 30, 8), rng.integers(0, 30, 8)
+        losses_ = [m.train_step(in_idx, out_idx, m.next_negatives()) for m in models]
+        assert losses_[0] == pytest.approx(losses_[1], rel=1e-4)
+    for a, b in zip(models[0].net.parameters(), models[1].net.parameters()):
+        np.testing.assert_allclose(a.detach().numpy(), b.detach().numpy(), rtol=1e-4, atol=1e-5)
 
 
 def test_dense_update_of_all_parameters_at_once_equals_one_by_one():

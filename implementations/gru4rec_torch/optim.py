@@ -17,14 +17,20 @@ from __future__ import annotations
 
 import torch
 
+from . import cpu_kernels
+
 
 class SparseAdagradMomentum:
     """Adagrad + momentum over named parameters (eps 1e-6, accumulators start at 0)."""
 
     def __init__(self, params: dict[str, torch.Tensor], learning_rate: float,
-                 momentum: float = 0.0, eps: float = 1e-6, dense: tuple[str, ...] = ()):
+                 momentum: float = 0.0, eps: float = 1e-6, dense: tuple[str, ...] = (),
+                 cpu_kernel: bool | None = None):
         """``dense``: names of the parameters :meth:`step_dense_all` updates
         together; their accumulators and momenta are views of one flat buffer.
+        ``cpu_kernel``: whether :meth:`step_entries` uses the fused CPU kernel
+        (``cpu_kernels``) on float32 CPU tensors; None (default): when numba
+        is there. False: PyTorch's index operations everywhere.
         (Keeping a row's accumulator and momentum side by side, ``(rows, 2,
         d)``, to gather and scatter them at once measured slower.)"""
         if learning_rate <= 0:
@@ -48,6 +54,9 @@ class SparseAdagradMomentum:
                 full[name] = torch.zeros((p.shape[0] + 1,) + tuple(p.shape[1:]), dtype=p.dtype, device=p.device)
                 view[name] = full[name][:p.shape[0]]
         self.dense = tuple(dense)
+        self.cpu_kernel = cpu_kernels.AVAILABLE if cpu_kernel is None else bool(cpu_kernel)
+        if self.cpu_kernel and not cpu_kernels.AVAILABLE:
+            raise RuntimeError("cpu_kernel=True needs numba, which cannot be imported here")
         if self.dense:
             sizes = [params[n].numel() for n in self.dense]
             ref = params[self.dense[0]]
@@ -133,6 +142,9 @@ class SparseAdagradMomentum:
         many distinct rows there are (no host synchronisation).
         """
         param, acc = self.params[name], self._acc_rows[name]
+        if self.cpu_kernel and param.device.type == "cpu" and param.dtype == torch.float32:
+            self._step_entries_cpu(name, param, acc, idx, grad, mask)
+            return
         # unmarked entries read and write the spare zero row of the state
         sidx = torch.where(mask, idx, param.shape[0])
         g2 = grad * grad
@@ -147,6 +159,16 @@ class SparseAdagradMomentum:
             vel.index_add_(0, sidx, v_new.sub_(v_old))
         else:
             param.index_add_(0, idx, grad.div_(denom), alpha=-self.learning_rate)
+
+    def _step_entries_cpu(self, name, param, acc, idx, grad, mask) -> None:
+        """:meth:`step_entries` as one pass of the fused kernel (marked entries only)."""
+        vel = self._vel_rows[name] if self.momentum > 0 else acc
+
+        def rows(t):  # (rows, d) numpy view of a contiguous CPU tensor, no copy
+            return t.detach().reshape(t.shape[0], -1).numpy()
+
+        cpu_kernels.rows_update(rows(param), rows(acc), rows(vel), idx.numpy(), mask.numpy(),
+                                rows(grad.contiguous()), self.learning_rate, self.momentum, self.eps)
 
     def state_dict(self) -> dict:
         return {"acc": {k: v.clone() for k, v in self.acc.items()},

@@ -1,0 +1,58 @@
+"""A fused CPU kernel for the sparse Adagrad-momentum row update (numba).
+
+On the CPU, :meth:`optim.SparseAdagradMomentum.step_entries` done with
+PyTorch's index operations makes about a dozen passes over the mini-batch's
+rows (gather the accumulator and the momentum, square, add, sqrt, divide,
+scatter three tables back). This kernel does it in one pass per marked row:
+read the row's gradient, accumulator, momentum and weights once, write them
+once. Same arithmetic, element by element (``acc += g^2``, ``v = momentum *
+v - lr * g / sqrt(acc + eps)``, ``w += v``), serial and so deterministic; it
+agrees with the PyTorch path to float32 rounding (tests/test_gru4rec_torch.py).
+
+Only used for float32 tensors on the CPU; on a GPU the PyTorch path stays
+(it makes no host synchronisation). ``AVAILABLE`` is False when numba cannot
+be imported, and the PyTorch path is used everywhere.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+try:
+    import numba
+except ImportError:  # pragma: no cover - numba is in requirements.txt
+    numba = None
+
+AVAILABLE = numba is not None
+
+
+def _rows_update(W, acc, vel, idx, mask, grad, lr, momentum, eps):  # pragma: no cover - compiled
+    """Update rows ``idx[e]`` of ``W`` (and of ``acc``, ``vel``) for every
+    entry ``e`` with ``mask[e]``; the marked entries name distinct rows.
+    ``momentum == 0`` leaves ``vel`` untouched (it may be a dummy)."""
+    n, d = grad.shape
+    for e in range(n):
+        if not mask[e]:
+            continue
+        r = idx[e]
+        if momentum > 0.0:
+            for j in range(d):
+                g = grad[e, j]
+                a = acc[r, j] + g * g
+                acc[r, j] = a
+                v = vel[r, j] * momentum - lr * (g / np.sqrt(a + eps))
+                vel[r, j] = v
+                W[r, j] += v
+        else:
+            for j in range(d):
+                g = grad[e, j]
+                a = acc[r, j] + g * g
+                acc[r, j] = a
+                W[r, j] -= lr * (g / np.sqrt(a + eps))
+
+
+if AVAILABLE:
+    # error_model="numpy": no Python ZeroDivisionError check per element, so
+    # the inner loop vectorises; no fastmath: IEEE arithmetic as in PyTorch
+    rows_update = numba.njit(_rows_update, nogil=True, cache=True, error_model="numpy", boundscheck=False)
+else:  # pragma: no cover
+    rows_update = None
