@@ -21,6 +21,7 @@ import torch
 
 from implementations.gru4rec_torch.data import item_index, session_data, session_parallel
 from implementations.gru4rec_torch.model import GRU4Rec
+from implementations.gru4rec_torch.steps import step_runner
 
 from rsc15_like import SETTINGS, bench_parser, synthetic_sessions  # noqa: E402  (benchmarks/ is on sys.path)
 
@@ -37,6 +38,7 @@ def bench(setting: str, train: pd.DataFrame, steps: int, warmup: int, device: st
     events = done = 0
     t0 = None
     loss_sum = torch.zeros((), device=dev)
+    run_step = step_runner(model, loss_sum)  # a CUDA graph's replays on a GPU (steps.py)
     for i, step in enumerate(it):
         if i == warmup:
             if dev.type == "cuda":
@@ -44,12 +46,7 @@ def bench(setting: str, train: pd.DataFrame, steps: int, warmup: int, device: st
             t0, c0, events = time.perf_counter(), time.process_time(), 0
         if i == warmup + steps:
             break
-        if step.keep is not None:
-            model.keep_lanes(step.keep)
-        if step.reset is not None:
-            model.reset_lanes(step.reset)
-        loss_sum += model._step(torch.from_numpy(step.in_idx).to(dev), torch.from_numpy(step.out_idx).to(dev),
-                                model.next_negatives())
+        run_step(step, model.next_negatives())
         events += len(step.in_idx)
         done = i + 1 - warmup
     float(loss_sum)

@@ -82,11 +82,63 @@ def check_torch(train: pd.DataFrame, test: pd.DataFrame, args) -> list[str]:
     ranks = model.evaluate(test)
     print(f"  evaluation: {len(ranks):,} predictions against all {len(item_ids):,} items in "
           f"{time.perf_counter() - t0:.1f} s")
+    wrong += graph_vs_eager(train, device, args.graph_steps)
     print(f"  speed, batch 32, 2048 extra samples, {args.steps} mini-batches after {args.warmup} warm-up:")
     for setting in LOSSES:
-        r = bench(setting, train, args.steps, args.warmup, str(device))
-        print(f"    {setting:>7}: {r['mbatches_per_s']:>8,.1f} mini-batches/s, {r['events_per_s']:>9,.0f} events/s")
+        for graphs in ((True, False) if device.type == "cuda" else (False,)):
+            os.environ["GRU4REC_TORCH_CUDA_GRAPH"] = "1" if graphs else "0"
+            r = bench(setting, train, args.steps, args.warmup, str(device))
+            how = "CUDA graph" if graphs else "eager"
+            print(f"    {setting:>7} {how:>10}: {r['mbatches_per_s']:>8,.1f} mini-batches/s, "
+                  f"{r['events_per_s']:>9,.0f} events/s", flush=True)
+    os.environ.pop("GRU4REC_TORCH_CUDA_GRAPH", None)
     return [f"torch {w}" for w in wrong]
+
+
+def graph_vs_eager(train: pd.DataFrame, device, steps: int) -> list[str]:
+    """Train ``steps`` mini-batches from one seed eagerly twice and with the CUDA
+    graph once, per loss; the graph must land as close to the eager run as two
+    eager runs land to each other (index_add_ on a GPU adds in no fixed order),
+    or within 1e-5."""
+    import torch
+
+    from implementations.gru4rec_torch.data import item_index, session_data, session_parallel
+    from implementations.gru4rec_torch.model import GRU4Rec
+    from implementations.gru4rec_torch.steps import EagerSteps, GraphedSteps
+
+    if device.type != "cuda":
+        return []
+    item_ids = item_index(train)
+    support = pd.Series(train["ItemId"].to_numpy()).value_counts().reindex(item_ids).to_numpy()
+    data = session_data(train, item_ids)
+    wrong = []
+    print(f"  CUDA graph against eager steps, {steps} mini-batches from one seed:")
+    for setting in LOSSES:
+        out = {}
+        for name, runner in (("eager", EagerSteps), ("eager again", EagerSteps), ("graph", GraphedSteps)):
+            model = GRU4Rec(len(item_ids), {**SETTINGS[setting], "n_epochs": 1}, seed=3, support=support,
+                            device=device)
+            loss_sum = torch.zeros((), device=device)
+            run = runner(model, loss_sum)
+            for i, step in enumerate(session_parallel(data, 32)):
+                if i == steps:
+                    break
+                run(step, model.next_negatives())
+            run.finish()
+            torch.cuda.synchronize(device)
+            if runner is GraphedSteps and (run.graph is None or run.failed is not None):
+                print(f"    {setting}: no graph ({run.failed})")
+                wrong.append(f"{setting} graph capture")
+            out[name] = (float(loss_sum), torch.cat([t.detach().reshape(-1) for t in model.net.parameters()]))
+        (l0, w0), (l1, w1), (lg, wg) = out["eager"], out["eager again"], out["graph"]
+        spread, diff = (w1 - w0).abs().max().item(), (wg - w0).abs().max().item()
+        ok = diff <= max(10 * spread, 1e-5) and abs(lg - l0) <= max(10 * abs(l1 - l0), 1e-5 * abs(l0))
+        print(f"    {setting:>7}: loss sum eager {l0:.6f}, again {l1:.6f}, graph {lg:.6f}; "
+              f"largest weight difference eager-again {spread:.2e}, eager-graph {diff:.2e}: "
+              f"{'same' if ok else 'DIFFERENT'}", flush=True)
+        if not ok:
+            wrong.append(f"{setting} graph differs from eager")
+    return wrong
 
 
 def check_keras(train: pd.DataFrame, args) -> list[str]:
@@ -169,6 +221,7 @@ def main(argv=None) -> None:
     ap.add_argument("--warmup", type=int, default=200)
     ap.add_argument("--epoch-events", type=int, default=50_000, help="events of the short training epoch")
     ap.add_argument("--threads", type=int, default=1, help="CPU threads of each framework")
+    ap.add_argument("--graph-steps", type=int, default=300, help="mini-batches of the graph-against-eager check")
     ap.add_argument("--frameworks", nargs="+", default=["torch", "keras"], choices=["torch", "keras"])
     ap.add_argument("--authors", help="checkout of hidasib/GRU4Rec_PyTorch_Official: also run it side by side")
     ap.add_argument("--side-settings", nargs="+", default=["xe", "bprmax", "xe-onehot", "bprmax-onehot"],

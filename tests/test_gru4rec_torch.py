@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import types
 
 import numpy as np
 import pandas as pd
@@ -14,6 +15,7 @@ from implementations.gru4rec_torch.data import item_index, session_data, session
 from implementations.gru4rec_torch.model import GRU4Rec
 from implementations.gru4rec_torch.optim import SparseAdagradMomentum
 from implementations.gru4rec_torch.sampling import SampleStore, invert_cdf, sampling_cdf
+from implementations.gru4rec_torch.steps import WARMUP_STEPS, EagerSteps, GraphedSteps, step_runner
 from implementations.gru4rec_torch.train import train
 
 torch.set_num_threads(1)
@@ -590,3 +592,58 @@ def test_logged_loss_is_the_mean_loss_per_training_event(tmp_path):
         events += len(step.in_idx)
     assert events == 9 and history[0]["events"] == 9
     assert history[0]["loss"] == pytest.approx(total / events, rel=1e-5)
+
+
+# ------------------------------------------------------------- CUDA graph steps
+class _ReplayedOnCPU(GraphedSteps):
+    """GraphedSteps with the CUDA parts replaced: the warm-up runs on the
+    current stream and the 'graph' replays the captured body by calling it.
+    Everything else (fixed input buffers, resets through the buffer, the
+    graph's own hidden state, the hand-over to eager steps at the end) is
+    the real code, so this checks all of it but the capture itself
+    (benchmarks/gpu_check.py checks that on a GPU)."""
+
+    def _warmup(self, step, negatives):
+        EagerSteps.__call__(self, step, negatives)
+
+    def _capture(self):
+        self.graph = types.SimpleNamespace(replay=self._body)
+
+
+@pytest.mark.parametrize("params", [
+    dict(loss="cross-entropy", n_sample=16, logq=1.0, sample_alpha=0.5, dropout_p_hidden=0.3),
+    dict(loss="bpr-max", n_sample=16, elu_param=0.5, constrained_embedding=False, embedding=0, dropout_p_hidden=0.2),
+])
+def test_graphed_steps_train_exactly_as_eager_steps(params):
+    """One epoch through the graph-step runner (fixed buffers, lanes reset
+    through the buffer, the batch shrinking at the end) gives bit for bit the
+    weights, loss and state of the eager runner."""
+    df = cyclic_sessions()
+    item_ids = item_index(df)
+    data = session_data(df, item_ids)
+    support = np.bincount(data.items, minlength=len(item_ids))
+    p = dict(layers=[8], batch_size=4, **params)
+    results = []
+    for runner in (EagerSteps, _ReplayedOnCPU):
+        model = GRU4Rec(len(item_ids), p, seed=2, support=support)
+        model.H = model.zero_state(4)
+        loss_sum = torch.zeros(())
+        run = runner(model, loss_sum)
+        steps = list(session_parallel(data, 4))
+        assert any(s.reset is not None for s in steps) and any(s.keep is not None for s in steps)
+        for step in steps:
+            run(step, model.next_negatives())
+        run.finish()
+        if runner is _ReplayedOnCPU:
+            assert run.graph is not None and run.eager_steps == WARMUP_STEPS
+        results.append((float(loss_sum), [t.detach().clone() for t in model.net.parameters()],
+                        [h.clone() for h in model.H]))
+    (l0, w0, h0), (l1, w1, h1) = results
+    assert l0 == l1
+    for a, b in zip(w0 + h0, w1 + h1):
+        assert torch.equal(a, b)
+
+
+def test_step_runner_is_eager_on_the_cpu_and_for_autograd_losses():
+    model = GRU4Rec(10, dict(layers=[4], batch_size=2, n_sample=0, loss="top1", final_act="tanh"), seed=0)
+    assert type(step_runner(model, torch.zeros(()))) is EagerSteps

@@ -24,6 +24,7 @@ from gru4rec_repro.atomic import atomic_path, write_text
 
 from .data import SessionData, session_parallel
 from .model import GRU4Rec
+from .steps import step_runner
 
 CHECKPOINT = "checkpoint.pt"
 TRAIN_LOG = "train_log.jsonl"
@@ -83,16 +84,10 @@ def train_epoch(model: GRU4Rec, data: SessionData, progress: bool = True, desc: 
     total = data.n_events - data.n_sessions
     bar = tqdm(total=total, disable=not progress, desc=desc, unit="ev", mininterval=2, smoothing=0.05)
     last_sync = 0
+    run_step = step_runner(model, loss_sum)  # eager, or replays of a CUDA graph (steps.py)
     for step in session_parallel(data, p["batch_size"], min_lanes=min_lanes):
-        if step.keep is not None:
-            model.keep_lanes(step.keep)
-        if step.reset is not None:
-            model.reset_lanes(step.reset)
-        n = len(step.in_idx)
-        in_idx = torch.from_numpy(step.in_idx).to(dev, non_blocking=True)
-        out_idx = torch.from_numpy(step.out_idx).to(dev, non_blocking=True)
-        loss_sum += model._step(in_idx, out_idx, model.next_negatives())
-        events += n
+        run_step(step, model.next_negatives())
+        events += len(step.in_idx)
         steps += 1
         if steps % SYNC_EVERY == 0:
             mean = float(loss_sum) / events
@@ -101,6 +96,7 @@ def train_epoch(model: GRU4Rec, data: SessionData, progress: bool = True, desc: 
             bar.update(events - last_sync)
             bar.set_postfix(loss=f"{mean:.4f}", refresh=False)
             last_sync = events
+    run_step.finish()
     bar.update(events - last_sync)
     bar.close()
     mean = float(loss_sum) / max(events, 1)

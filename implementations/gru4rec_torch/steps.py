@@ -1,0 +1,165 @@
+"""Running training steps: one by one, or replayed as a CUDA graph on a GPU.
+
+At batch 32 a training step is a hundred-odd small kernels. Launched one by
+one from Python, the GPU waits for the CPU between them: on an H100 the eager
+step ran at 526 mini-batches/s with cross-entropy (benchmarks/README.md),
+about what one CPU core gives. :class:`GraphedSteps` captures the whole step
+(reset of the finished lanes, forward pass, hand-written backward pass, every
+optimizer update, the loss sum) once as a CUDA graph and replays it for every
+mini-batch of the same width, with the step's inputs copied into fixed
+device buffers first (one host-to-device copy of the batch's indices and
+reset flags, one device copy of the extra samples).
+
+What it computes is the eager step's arithmetic, kernel for kernel: the same
+tensors, the same dropout stream (the dropout generator is registered with
+the graph, so every replay draws new masks from it, as the eager calls
+would). ``benchmarks/gpu_check.py`` trains both ways from one seed and
+compares. Where a graph cannot be used, the step runs eagerly: on the CPU;
+for losses differentiated by autograd (TOP1, BPR; cross-entropy and BPR-max
+are differentiated by hand); with an injected dropout mask (a test hook);
+for the few mini-batches of an epoch's end where the batch has shrunk; and
+everywhere when ``GRU4REC_TORCH_CUDA_GRAPH=0``.
+"""
+from __future__ import annotations
+
+import logging
+import os
+
+import numpy as np
+import torch
+
+from .data import Step
+from .model import GRU4Rec
+
+log = logging.getLogger("gru4rec_torch")
+
+#: losses whose step has no autograd graph (closed-form gradients)
+GRAPHABLE_LOSSES = ("cross-entropy", "bpr-max")
+#: eager steps before the capture (lazy initialisations happen outside it)
+WARMUP_STEPS = 3
+
+
+class EagerSteps:
+    """Feeds each :class:`data.Step` to the model, one kernel at a time.
+
+    ``loss_sum``: a 0-d tensor on the model's device to which every step
+    adds the sum of its rows' losses (nothing here waits for the device).
+    """
+
+    def __init__(self, model: GRU4Rec, loss_sum: torch.Tensor):
+        self.model = model
+        self.loss_sum = loss_sum
+
+    def __call__(self, step: Step, negatives: torch.Tensor | None) -> None:
+        m, dev = self.model, self.model.device
+        if step.keep is not None:
+            m.keep_lanes(step.keep)
+        if step.reset is not None:
+            m.reset_lanes(step.reset)
+        in_idx = torch.from_numpy(step.in_idx).to(dev, non_blocking=True)
+        out_idx = torch.from_numpy(step.out_idx).to(dev, non_blocking=True)
+        self.loss_sum += m._step(in_idx, out_idx, negatives)
+
+    def finish(self) -> None:
+        """Leave ``model.H`` holding the state after the last step."""
+
+
+class GraphedSteps(EagerSteps):
+    """:class:`EagerSteps` with the step captured as a CUDA graph (see the module)."""
+
+    def __init__(self, model: GRU4Rec, loss_sum: torch.Tensor):
+        super().__init__(model, loss_sum)
+        self.lanes = model.H[0].shape[0]
+        dev = model.device
+        # one buffer for the step's host inputs: input items, targets, 1 where the lane resets
+        self._host = np.zeros(3 * self.lanes, dtype=np.int64)
+        self._inputs = torch.zeros(3 * self.lanes, dtype=torch.int64, device=dev)
+        n_sample = model.params["n_sample"]
+        self._negatives = torch.zeros(n_sample, dtype=torch.int64, device=dev) if n_sample > 0 else None
+        self._H = None  # the graph's hidden state while it is in use
+        self.graph = None
+        self.eager_steps = 0
+        self.failed = None
+        self._side = None  # the warm-up steps' stream
+
+    def _body(self) -> None:
+        """The captured step: reads the fixed input buffers and ``_H``, writes ``_H`` and the loss sum."""
+        m, B = self.model, self.lanes
+        in_idx, out_idx = self._inputs[:B], self._inputs[B:2 * B]
+        reset = (self._inputs[2 * B:] != 0).unsqueeze(1)
+        m.H = [h.masked_fill(reset, 0.0) for h in self._H]
+        self.loss_sum += m._step(in_idx, out_idx, self._negatives)
+        for dst, src in zip(self._H, m.H):
+            dst.copy_(src)
+
+    def _load(self, step: Step, negatives: torch.Tensor | None) -> None:
+        B = self.lanes
+        self._host[:B] = step.in_idx
+        self._host[B:2 * B] = step.out_idx
+        self._host[2 * B:] = 0 if step.reset is None else step.reset
+        # pageable memory: the call returns once the buffer is staged, so it can be refilled
+        self._inputs.copy_(torch.from_numpy(self._host), non_blocking=True)
+        if negatives is not None:
+            self._negatives.copy_(negatives, non_blocking=True)
+
+    def _warmup(self, step: Step, negatives: torch.Tensor | None) -> None:
+        """An eager step on a side stream, as PyTorch asks before a capture."""
+        dev = self.model.device
+        if self._side is None:
+            self._side = torch.cuda.Stream(dev)
+        self._side.wait_stream(torch.cuda.current_stream(dev))
+        with torch.cuda.stream(self._side):
+            EagerSteps.__call__(self, step, negatives)
+        torch.cuda.current_stream(dev).wait_stream(self._side)
+
+    def _capture(self) -> None:
+        """Record :meth:`_body` as ``self.graph`` (nothing runs until its ``replay``)."""
+        m = self.model
+        graph = torch.cuda.CUDAGraph()
+        graph.register_generator_state(m.dropout_gen)
+        with torch.cuda.graph(graph):
+            self._body()
+        self.graph = graph
+
+    def __call__(self, step: Step, negatives: torch.Tensor | None) -> None:
+        m = self.model
+        if self.failed is not None or step.keep is not None or len(step.in_idx) != self.lanes:
+            self.finish()
+            return super().__call__(step, negatives)
+        if self.graph is None:
+            if self.eager_steps < WARMUP_STEPS:  # lazy initialisations (cuBLAS, caches) happen here
+                self.eager_steps += 1
+                return self._warmup(step, negatives)
+            self._H = [h.clone() for h in m.H]
+            self._load(step, negatives)
+            try:
+                self._capture()
+            except Exception as err:  # no graph: every step eager from here (said once in the log)
+                self.failed = err
+                log.warning("gru4rec_torch: CUDA graph capture failed (%s: %s); training eagerly",
+                            type(err).__name__, err)
+                m.H, self._H = self._H, None
+                return super().__call__(step, negatives)
+        elif self._H is None:  # back after eager steps
+            self._H = [h.clone() for h in m.H]
+            self._load(step, negatives)
+        else:
+            self._load(step, negatives)
+        self.graph.replay()
+
+    def finish(self) -> None:
+        if self._H is not None:
+            self.model.H = [h.clone() for h in self._H]
+            self._H = None
+
+
+def graphs_enabled() -> bool:
+    return os.environ.get("GRU4REC_TORCH_CUDA_GRAPH", "1") not in ("0", "false", "no", "off")
+
+
+def step_runner(model: GRU4Rec, loss_sum: torch.Tensor) -> EagerSteps:
+    """The way to run this model's training steps (see the module)."""
+    if (model.device.type == "cuda" and graphs_enabled() and model.params["loss"] in GRAPHABLE_LOSSES
+            and model.dropout_mask_fn is None):
+        return GraphedSteps(model, loss_sum)
+    return EagerSteps(model, loss_sum)
