@@ -113,14 +113,16 @@ def graph_vs_eager(train: pd.DataFrame, device, steps: int) -> list[str]:
     data = session_data(train, item_ids)
     wrong = []
     print(f"  CUDA graph against eager steps, {steps} mini-batches from one seed:")
-    for setting in LOSSES:
+    for setting in LOSSES + ("top1-2016",):
+        params = {**SETTINGS[setting], "n_epochs": 1}
         out = {}
         for name, runner in (("eager", EagerSteps), ("eager again", EagerSteps), ("graph", GraphedSteps)):
-            model = GRU4Rec(len(item_ids), {**SETTINGS[setting], "n_epochs": 1}, seed=3, support=support,
-                            device=device)
+            model = GRU4Rec(len(item_ids), params, seed=3, support=support, device=device)
+            model.H = model.zero_state(params["batch_size"])
             loss_sum = torch.zeros((), device=device)
             run = runner(model, loss_sum)
-            for i, step in enumerate(session_parallel(data, 32)):
+            lanes = 2 if params["n_sample"] == 0 else 1
+            for i, step in enumerate(session_parallel(data, params["batch_size"], min_lanes=lanes)):
                 if i == steps:
                     break
                 run(step, model.next_negatives())

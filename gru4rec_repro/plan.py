@@ -44,7 +44,9 @@ REPO = Path(__file__).resolve().parents[1]
 THROUGHPUT: dict[str, float] = {
     # Measured on real RSC15 data (37,483 items), one thread, side by side with the
     # authors' code (issue 11: ours 4,460 / 3,600 events/s; theirs 3,240 / 2,780;
-    # Keras 0.89x / 0.90x of theirs).
+    # Keras 0.89x / 0.90x of theirs). Measured before the hand-differentiated
+    # step and the fused CPU kernel, which made ours 2-3x faster on RSC15-shaped
+    # data (benchmarks/README.md): an upper bound on cost until remeasured on RSC15.
     "gru4rec_torch/xe/cpu": 4460.0,
     "gru4rec_torch/ranking/cpu": 3600.0,
     "gru4rec_keras/xe/cpu": 2884.0,
@@ -56,12 +58,19 @@ THROUGHPUT: dict[str, float] = {
     # The Keras port (batch 512, softmax over every item): not measured here;
     # assumed at the Keras GRU4Rec's cross-entropy speed.
     "gru4rec_keras/port/cpu": 2884.0,
-    # GPU: not yet measured by this project. The authors' Theano code on a GTX
-    # 1080Ti at batch 32 with 2048 samples: about 37,000 events/s (SPEC.md
-    # section 4); replace with benchmarks/gpu_check.py's events/s (--throughput).
-    "gru4rec_torch/xe/gpu": 37000.0,
-    "gru4rec_torch/ranking/gpu": 37000.0,
-    "gru4rec_torch/onehot/gpu": 37000.0,
+    # GPU, PyTorch: measured on one H100 (benchmarks/logs/2026-11-28-h100-gpu_check-graph.log):
+    # one whole epoch of 403,402 RSC15-shaped events (35,212 items) with the step
+    # replayed as a CUDA graph, capture and warm-up included: 90,169 events/s
+    # (cross-entropy) and 86,977 (BPR-max); the steady state is 117,171 / 106,789.
+    # The 2016 settings (TOP1/BPR, autograd) run eagerly: 11,328 events/s, the
+    # eager step's speed at batch 32 with 2048 samples (fewer kernels without them:
+    # an upper bound on cost).
+    "gru4rec_torch/xe/gpu": 90000.0,
+    "gru4rec_torch/ranking/gpu": 87000.0,
+    "gru4rec_torch/onehot/gpu": 11300.0,
+    # GPU, Keras: not measured (the GPU machine lent had no TensorFlow). The
+    # authors' Theano code on a GTX 1080Ti at batch 32 with 2048 samples: about
+    # 37,000 events/s (SPEC.md section 4); replace with your own (--throughput).
     "gru4rec_keras/xe/gpu": 37000.0,
     "gru4rec_keras/ranking/gpu": 37000.0,
     "gru4rec_keras/onehot/gpu": 37000.0,

@@ -162,25 +162,78 @@ def bpr_max_grad(R: torch.Tensor, bpreg: float, scale: float):
     return rows, dR
 
 
+def top1_grad(R: torch.Tensor, scale: float):
+    """:func:`top1` and ``scale`` times its gradient, in closed form.
+
+    With N columns, a_j = sigmoid(r_j - r_i) and b_j = sigmoid(r_j^2): for
+    j != i dL/dr_j = [a_j (1 - a_j) + 2 r_j b_j (1 - b_j)] / N; the target's
+    own column is constant in the first sum (a_i = sigmoid(0)) and its b_i
+    term cancels, so dL/dr_i = -sum_{j != i} a_j (1 - a_j) / N.
+    """
+    n = R.shape[1]
+    a = torch.sigmoid(R - target_scores(R))
+    b = torch.sigmoid(R * R)
+    rows = (a.sum(dim=1) + b.sum(dim=1)) / n - torch.diagonal(b) / n
+    da = a.mul_(1.0 - a)  # a (1 - a); 1/4 on the diagonal
+    diag = (da.sum(dim=1) - torch.diagonal(da)) * (-scale / n)
+    dR = torch.addcmul(da, b.mul_(1.0 - b), R, value=2.0).mul_(scale / n)
+    torch.diagonal(dR).copy_(diag)
+    return rows, dR
+
+
+def bpr_grad(R: torch.Tensor, scale: float):
+    """:func:`bpr` and ``scale`` times its gradient, in closed form: for
+    j != i dL/dr_j = sigmoid(r_j - r_i), and dL/dr_i = -sum_{j != i} sigmoid(r_j - r_i)."""
+    Z = R - target_scores(R)
+    rows = -F.logsigmoid(-Z).sum(dim=1)
+    dR = torch.sigmoid(Z)
+    diag = (dR.sum(dim=1) - torch.diagonal(dR)) * -scale
+    dR.mul_(scale)
+    torch.diagonal(dR).copy_(diag)
+    return rows, dR
+
+
+def top1_max_grad(R: torch.Tensor, scale: float):
+    """:func:`top1_max` and ``scale`` times its gradient, in closed form.
+
+    With s the negative softmax (s_i = 0), a_j = sigmoid(r_j - r_i),
+    b_j = sigmoid(r_j^2), u_j = a_j + b_j and L = sum_j s_j u_j: for j != i
+    dL/dr_j = s_j [u_j - L + a_j (1 - a_j) + 2 r_j b_j (1 - b_j)], and
+    dL/dr_i = -sum_j s_j a_j (1 - a_j).
+    """
+    s = torch.softmax(R.masked_fill(_eye(R), float("-inf")), dim=1)
+    a = torch.sigmoid(R - target_scores(R))
+    b = torch.sigmoid(R * R)
+    u = a + b
+    rows = torch.linalg.vecdot(s, u)
+    da = a.mul_(1.0 - a)
+    diag = torch.linalg.vecdot(s, da) * -scale
+    dR = torch.addcmul(u.sub_(rows.unsqueeze(1)).add_(da), b.mul_(1.0 - b), R, value=2.0)
+    dR.mul_(s).mul_(scale)
+    torch.diagonal(dR).copy_(diag)
+    return rows, dR
+
+
+_GRADS = {"top1": top1_grad, "bpr": bpr_grad, "top1-max": top1_max_grad}
+
+
 def loss_and_grad(name: str, raw: torch.Tensor, final_act: str, elu_param: float = 1.0, bpreg: float = 1.0,
                   logq_shift: torch.Tensor | None = None, scale: float = 1.0):
     """Per-row loss ``name`` of the raw scores ``raw`` (before the final
     activation) and ``scale`` times the gradient of the rows' sum with respect
-    to ``raw``. Cross-entropy and BPR-max use closed forms (no autograd); the
-    other losses differentiate :func:`row_losses` with autograd."""
-    if name in ("cross-entropy", "bpr-max"):
-        R = final_activation(raw, final_act, elu_param)
-        if name == "cross-entropy":
-            rows, dR = cross_entropy_grad(R, logq_shift, scale)
-        else:
-            rows, dR = bpr_max_grad(R, bpreg, scale)
-        if final_act == "elu":  # one fused kernel: dR * (1 if raw > 0 else R + elu_param)
-            dR = torch.ops.aten.elu_backward(dR, elu_param, 1.0, 1.0, True, R)
-        elif final_act != "linear":
-            dR = dR.mul_(activation_grad(raw, R, final_act, elu_param))
-        return rows, dR
-    with torch.enable_grad():
-        leaf = raw.detach().requires_grad_()
-        rows = row_losses(name, final_activation(leaf, final_act, elu_param), bpreg, logq_shift)
-        (dR,) = torch.autograd.grad(rows.sum() * scale, leaf)
-    return rows.detach(), dR
+    to ``raw``, every one in closed form (no autograd; each is tested against
+    finite differences of its formula)."""
+    if name not in LOSSES:
+        raise ValueError(f"unknown loss {name!r}; use one of {LOSSES}")
+    R = final_activation(raw, final_act, elu_param)
+    if name == "cross-entropy":
+        rows, dR = cross_entropy_grad(R, logq_shift, scale)
+    elif name == "bpr-max":
+        rows, dR = bpr_max_grad(R, bpreg, scale)
+    else:
+        rows, dR = _GRADS[name](R, scale)
+    if final_act == "elu":  # one fused kernel: dR * (1 if raw > 0 else R + elu_param)
+        dR = torch.ops.aten.elu_backward(dR, elu_param, 1.0, 1.0, True, R)
+    elif final_act != "linear":
+        dR = dR.mul_(activation_grad(raw, R, final_act, elu_param))
+    return rows, dR

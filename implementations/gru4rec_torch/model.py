@@ -9,8 +9,8 @@ Keras implementation.
 
 Item matrices (``Wy``, ``By``, ``E``, the one-hot layer's ``Wx``) never take a
 dense gradient: each step gathers the rows it uses, differentiates the GRU
-stack, the output layer and the loss by hand (no autograd graph; TOP1, BPR and
-TOP1-max use autograd on the score matrix alone), and updates only those rows.
+stack, the output layer and the loss by hand (no autograd graph; every loss
+has a closed-form gradient, losses.loss_and_grad), and updates only those rows.
 """
 from __future__ import annotations
 

@@ -15,8 +15,7 @@ tensors, the same dropout stream (the dropout generator is registered with
 the graph, so every replay draws new masks from it, as the eager calls
 would). ``benchmarks/gpu_check.py`` trains both ways from one seed and
 compares. Where a graph cannot be used, the step runs eagerly: on the CPU;
-for losses differentiated by autograd (TOP1, BPR; cross-entropy and BPR-max
-are differentiated by hand); with an injected dropout mask (a test hook);
+with an injected dropout mask (a test hook);
 for the few mini-batches of an epoch's end where the batch has shrunk; and
 everywhere when ``GRU4REC_TORCH_CUDA_GRAPH=0``.
 """
@@ -33,8 +32,6 @@ from .model import GRU4Rec
 
 log = logging.getLogger("gru4rec_torch")
 
-#: losses whose step has no autograd graph (closed-form gradients)
-GRAPHABLE_LOSSES = ("cross-entropy", "bpr-max")
 #: eager steps before the capture (lazy initialisations happen outside it)
 WARMUP_STEPS = 3
 
@@ -159,7 +156,6 @@ def graphs_enabled() -> bool:
 
 def step_runner(model: GRU4Rec, loss_sum: torch.Tensor) -> EagerSteps:
     """The way to run this model's training steps (see the module)."""
-    if (model.device.type == "cuda" and graphs_enabled() and model.params["loss"] in GRAPHABLE_LOSSES
-            and model.dropout_mask_fn is None):
+    if model.device.type == "cuda" and graphs_enabled() and model.dropout_mask_fn is None:
         return GraphedSteps(model, loss_sum)
     return EagerSteps(model, loss_sum)
