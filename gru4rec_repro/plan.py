@@ -62,9 +62,10 @@ THROUGHPUT: dict[str, float] = {
     # one whole epoch of 403,402 RSC15-shaped events (35,212 items) with the step
     # replayed as a CUDA graph, capture and warm-up included: 90,169 events/s
     # (cross-entropy) and 86,977 (BPR-max); the steady state is 117,171 / 106,789.
-    # The 2016 settings (TOP1/BPR, autograd) run eagerly: 11,328 events/s, the
-    # eager step's speed at batch 32 with 2048 samples (fewer kernels without them:
-    # an upper bound on cost).
+    # The 2016 settings (TOP1/BPR, no extra samples) were not measured: their
+    # steps replay as a graph too since their losses got closed forms, after that
+    # run. Taken at the eager step's 11,328 events/s (batch 32, 2048 samples):
+    # an upper bound on cost until gpu_check.py measures them.
     "gru4rec_torch/xe/gpu": 90000.0,
     "gru4rec_torch/ranking/gpu": 87000.0,
     "gru4rec_torch/onehot/gpu": 11300.0,
