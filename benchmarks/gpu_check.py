@@ -10,13 +10,18 @@ TensorFlow is installed, for Keras::
     python benchmarks/gpu_check.py --device cpu --steps 100 --items 3000   # the same checks on CPU
     python benchmarks/gpu_check.py --authors /path/to/GRU4Rec_PyTorch_Official   # and side by side
 
-The PyTorch part also trains one short epoch and evaluates on the device.
-With ``--authors`` (a checkout of hidasib/GRU4Rec_PyTorch_Official, never
+The PyTorch part also trains one short epoch and evaluates on the device,
+trains 300 mini-batches from one seed eagerly twice and as CUDA-graph replays
+once per setting (cross-entropy, BPR-max, the 2016 TOP1) and compares them
+(the graph must land within the spread of the two eager runs), and gives the
+speed both ways. With ``--authors`` (a checkout of hidasib/GRU4Rec_PyTorch_Official, never
 copied into this project) it then trains one epoch of the authors' code and
 of ours per setting on the same device and the same RSC15-shaped data, in
 alternating fresh processes (``bench_vs_authors.py``), and prints both
 events/s and the ratio.
-Exit status 1 when a tensor is not where it should be.
+Exit status 1 when a tensor is not where it should be, a capture failed or
+the graph's training differs from the eager one. A run on an H100 is in
+``logs/`` (benchmarks/README.md).
 """
 from __future__ import annotations
 
