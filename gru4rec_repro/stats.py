@@ -95,6 +95,7 @@ Verdict (:func:`equivalence_verdict`), with band = margin x |reference metric|
 """
 from __future__ import annotations
 
+import warnings
 from typing import Iterable, Sequence
 
 import numpy as np
@@ -117,13 +118,17 @@ _BOOT_CHUNK_CELLS = 4_000_000  # resampled indices held in memory at once
 def seed_summary(values: Iterable[float]) -> tuple[float, float, int]:
     """Mean, sd (ddof=1) and number of per-seed values; sd is NaN when n = 1.
 
-    NaN values are ignored. An empty input gives (NaN, NaN, 0).
+    NaN values are ignored. An empty input gives (NaN, NaN, 0). Identical
+    values give exactly their value and sd 0 (``np.mean`` of three 0.1 is not
+    0.1, and their ``np.std`` is 1.7e-17, which would feed a t-test noise).
     """
     v = np.asarray(list(values), dtype=np.float64)
     v = v[~np.isnan(v)]
     n = int(v.size)
     if n == 0:
         return float("nan"), float("nan"), 0
+    if np.all(v == v[0]):
+        return float(v[0]), (0.0 if n >= 2 else float("nan")), n
     sd = float(np.std(v, ddof=1)) if n >= 2 else float("nan")
     return float(np.mean(v)), sd, n
 
@@ -453,7 +458,11 @@ def seed_gap_test(
             out["welch_p"] = 1.0 if gap == 0 else 0.0
             out["welch_ci90"] = out["welch_ci95"] = (gap, gap)
         else:
-            res = sps.ttest_ind(a[~np.isnan(a)], b[~np.isnan(b)], equal_var=False)
+            with warnings.catch_warnings():
+                if sd_a == 0 or sd_b == 0:  # one side's seeds are identical: scipy's variance of
+                    # them is rounding (1e-34), which it flags; the test is Welch's with that side fixed
+                    warnings.filterwarnings("ignore", "Precision loss occurred", RuntimeWarning)
+                res = sps.ttest_ind(a[~np.isnan(a)], b[~np.isnan(b)], equal_var=False)
             out["welch_p"] = float(res.pvalue)
             out["welch_t"] = float(res.statistic)
             out["welch_df"] = float(res.df)

@@ -209,6 +209,18 @@ def test_seed_gap_with_one_seed_on_one_side():
 def test_seed_gap_without_any_spread():
     assert stats.seed_gap_test([0.5, 0.5], [0.5, 0.5])["welch_p"] == 1.0
     assert stats.seed_gap_test([0.5, 0.5], [0.4, 0.4])["welch_p"] == 0.0
+    # identical seeds whose float mean and sd are off by rounding (mean of 0.1 x 3 != 0.1)
+    same = stats.seed_gap_test([0.1] * 3, [0.1] * 3)
+    assert same["welch_p"] == 1.0 and same["gap"] == 0.0 and same["sd_a"] == 0.0
+    assert stats.seed_gap_test([0.1] * 3, [0.2] * 3)["welch_p"] == 0.0
+    # one side identical: Welch's test with that side's variance 0, no warning
+    import warnings
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        one = stats.seed_gap_test([0.1] * 3, [0.2, 0.25, 0.3])
+    b_sd = np.std([0.2, 0.25, 0.3], ddof=1)
+    assert one["welch_t"] == pytest.approx((0.1 - 0.25) / (b_sd / np.sqrt(3)))
+    assert one["welch_df"] == pytest.approx(2.0)
 
 
 # ---------------------------------------------------------- multiple comparisons

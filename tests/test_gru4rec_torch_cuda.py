@@ -1,0 +1,81 @@
+"""gru4rec_torch on a CUDA device: the training step replayed as a CUDA graph.
+
+These run only where torch sees a GPU (CI has none: they skip and say so).
+benchmarks/gpu_check.py makes the same checks at RSC15 scale and times them.
+"""
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from implementations.gru4rec_torch.data import item_index, session_data, session_parallel
+from implementations.gru4rec_torch.model import GRU4Rec
+from implementations.gru4rec_torch.steps import EagerSteps, GraphedSteps, step_runner
+
+pytestmark = pytest.mark.skipif(not torch.cuda.is_available(),
+                                reason="no CUDA device visible to torch: the CUDA-graph tests need one")
+
+
+def _sessions(n_sessions=400, n_items=60, seed=0) -> pd.DataFrame:
+    rng = np.random.default_rng(seed)
+    rows = []
+    for s in range(n_sessions):
+        for j in range(int(rng.integers(2, 8))):
+            rows.append((s, int(rng.integers(n_items)), float(s * 100 + j)))
+    return pd.DataFrame(rows, columns=["SessionId", "ItemId", "Time"])
+
+
+def test_a_registered_generator_draws_fresh_masks_on_every_replay_as_eager_calls_do():
+    gen_graph = torch.Generator(device="cuda").manual_seed(7)
+    gen_eager = torch.Generator(device="cuda").manual_seed(7)
+    x = torch.empty(32, 100, device="cuda")
+    graph = torch.cuda.CUDAGraph()
+    graph.register_generator_state(gen_graph)
+    with torch.cuda.graph(graph):
+        x.bernoulli_(0.6, generator=gen_graph)
+    replays = []
+    for _ in range(3):
+        graph.replay()
+        replays.append(x.clone())
+    eager = [torch.empty(32, 100, device="cuda").bernoulli_(0.6, generator=gen_eager) for _ in range(3)]
+    assert not torch.equal(replays[0], replays[1])
+    for r, e in zip(replays, eager):
+        assert torch.equal(r, e)
+
+
+@pytest.mark.parametrize("params", [
+    dict(loss="bpr-max", n_sample=32, elu_param=0.5, dropout_p_hidden=0.0, momentum=0.1),
+    dict(loss="cross-entropy", n_sample=32, logq=1.0, sample_alpha=0.5, dropout_p_hidden=0.3),
+    dict(loss="top1", final_act="tanh", n_sample=0, constrained_embedding=False, embedding=0,
+         dropout_p_hidden=0.5, batch_size=16),
+])
+def test_an_epoch_of_graph_replays_trains_as_the_eager_steps(params):
+    df = _sessions()
+    item_ids = item_index(df)
+    data = session_data(df, item_ids)
+    support = np.bincount(data.items, minlength=len(item_ids)) + 1
+    p = dict(layers=[16], batch_size=8, learning_rate=0.05, **params)
+    losses = []
+    for runner in (EagerSteps, EagerSteps, GraphedSteps):
+        model = GRU4Rec(len(item_ids), p, seed=1, support=support, device="cuda")
+        model.H = model.zero_state(p["batch_size"])
+        loss_sum = torch.zeros((), device="cuda")
+        run = runner(model, loss_sum)
+        for step in session_parallel(data, p["batch_size"], min_lanes=2 if p["n_sample"] == 0 else 1):
+            run(step, model.next_negatives())
+        run.finish()
+        if runner is GraphedSteps:
+            assert run.graph is not None and run.failed is None
+        assert all(torch.isfinite(t).all() for t in model.net.parameters())
+        losses.append(float(loss_sum))
+    eager, again, graph = losses
+    # the same kernels; but index_add_ on a GPU sums repeated rows in no fixed
+    # order, so two eager runs may differ too: the graph must stay within that
+    assert abs(graph - eager) <= max(10 * abs(again - eager), 1e-3 * abs(eager))
+
+
+def test_the_training_loop_uses_the_graph_on_a_gpu():
+    model = GRU4Rec(10, dict(layers=[4], batch_size=2, n_sample=4), seed=0, device="cuda")
+    assert type(step_runner(model, torch.zeros((), device="cuda"))) is GraphedSteps
