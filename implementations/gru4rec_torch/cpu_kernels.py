@@ -50,9 +50,16 @@ def _rows_update(W, acc, vel, idx, mask, grad, lr, momentum, eps):  # pragma: no
                 W[r, j] -= lr * (g / np.sqrt(a + eps))
 
 
-if AVAILABLE:
+def _compile(cache: bool):
     # error_model="numpy": no Python ZeroDivisionError check per element, so
     # the inner loop vectorises; no fastmath: IEEE arithmetic as in PyTorch
-    rows_update = numba.njit(_rows_update, nogil=True, cache=True, error_model="numpy", boundscheck=False)
+    return numba.njit(_rows_update, nogil=True, cache=cache, error_model="numpy", boundscheck=False)
+
+
+if AVAILABLE:
+    try:  # the machine code is cached next to this file (or in numba's user cache)
+        rows_update = _compile(cache=True)
+    except RuntimeError:  # pragma: no cover - nowhere writable: compile once per process
+        rows_update = _compile(cache=False)
 else:  # pragma: no cover
     rows_update = None
