@@ -27,22 +27,23 @@ def _sessions(n_sessions=400, n_items=60, seed=0) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=["SessionId", "ItemId", "Time"])
 
 
-def test_a_registered_generator_draws_fresh_masks_on_every_replay_as_eager_calls_do():
-    gen_graph = torch.Generator(device="cuda").manual_seed(7)
-    gen_eager = torch.Generator(device="cuda").manual_seed(7)
-    x = torch.empty(32, 100, device="cuda")
+def test_a_registered_generator_draws_fresh_masks_on_every_replay():
+    """What the dropout of a replayed step rests on: each replay draws anew
+    from the generator (a mask frozen at capture would repeat)."""
+    gen = torch.Generator(device="cuda").manual_seed(7)
+    x = torch.empty(64, 100, device="cuda")
     graph = torch.cuda.CUDAGraph()
-    graph.register_generator_state(gen_graph)
+    graph.register_generator_state(gen)
     with torch.cuda.graph(graph):
-        x.bernoulli_(0.6, generator=gen_graph)
+        x.bernoulli_(0.6, generator=gen)
     replays = []
     for _ in range(3):
         graph.replay()
         replays.append(x.clone())
-    eager = [torch.empty(32, 100, device="cuda").bernoulli_(0.6, generator=gen_eager) for _ in range(3)]
-    assert not torch.equal(replays[0], replays[1])
-    for r, e in zip(replays, eager):
-        assert torch.equal(r, e)
+    for i in range(3):
+        assert 0.55 < replays[i].mean().item() < 0.65
+        for j in range(i):
+            assert not torch.equal(replays[i], replays[j])
 
 
 @pytest.mark.parametrize("params", [
