@@ -79,8 +79,7 @@ def main(argv=None) -> None:
     tf.config.threading.set_inter_op_parallelism_threads(args.threads)
     device = "/GPU:0" if args.device in ("gpu", "cuda") else "/CPU:0"
     for n_items in args.items:
-        n_sessions = max(20 * n_items, (args.steps + args.warmup) * 40)
-        train = synthetic_sessions(n_items, n_sessions)
+        train = synthetic_sessions(n_items, max(args.sessions, (args.steps + args.warmup) * 10))
         for setting in args.settings:
             r = bench(setting, train, args.steps, args.warmup, args.jit, device)
             print(f"{r['setting']:>14} items={r['items']:>6} device={r['device']} threads={r['threads']} "

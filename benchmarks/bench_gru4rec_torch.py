@@ -15,23 +15,18 @@ from __future__ import annotations
 
 import time
 
-import numpy as np
 import pandas as pd
 import torch
 
-from implementations.gru4rec_torch.data import item_index, session_data, session_parallel
-from implementations.gru4rec_torch.model import GRU4Rec
+from implementations.gru4rec_torch.data import session_parallel
+from implementations.gru4rec_torch.runner import build
 from implementations.gru4rec_torch.steps import step_runner
 
 from rsc15_like import SETTINGS, bench_parser, synthetic_sessions  # noqa: E402  (benchmarks/ is on sys.path)
 
 
 def bench(setting: str, train: pd.DataFrame, steps: int, warmup: int, device: str) -> dict:
-    params = {**SETTINGS[setting], "n_epochs": 1}
-    item_ids = item_index(train)
-    support = pd.Series(train["ItemId"].to_numpy()).value_counts().reindex(item_ids).to_numpy()
-    data = session_data(train, item_ids)
-    model = GRU4Rec(len(item_ids), params, seed=1, support=support, device=device)
+    model, data = build(train, {**SETTINGS[setting], "n_epochs": 1}, 1, device)
     dev = model.device
     min_lanes = 2 if model.params["n_sample"] == 0 else 1
     it = session_parallel(data, model.params["batch_size"], min_lanes=min_lanes)
@@ -52,7 +47,7 @@ def bench(setting: str, train: pd.DataFrame, steps: int, warmup: int, device: st
     float(loss_sum)
     seconds = time.perf_counter() - t0
     cpu_seconds = time.process_time() - c0
-    return {"setting": setting, "items": len(item_ids), "device": str(dev), "threads": torch.get_num_threads(),
+    return {"setting": setting, "items": model.n_items, "device": str(dev), "threads": torch.get_num_threads(),
             "steps": done, "events_per_s": events / seconds, "mbatches_per_s": done / seconds,
             "events_per_cpu_s": events / cpu_seconds}
 
@@ -62,8 +57,7 @@ def main(argv=None) -> None:
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
     for n_items in args.items:
-        n_sessions = max(20 * n_items, (args.steps + args.warmup) * 40)
-        train = synthetic_sessions(n_items, n_sessions)
+        train = synthetic_sessions(n_items, max(args.sessions, (args.steps + args.warmup) * 10))
         for setting in args.settings:
             r = bench(setting, train, args.steps, args.warmup, args.device)
             print(f"{r['setting']:>14} items={r['items']:>6} device={r['device']} threads={r['threads']} "

@@ -118,17 +118,10 @@ class _EpochClock(io.StringIO):
 
 
 def run_torch(data_path: str, params: dict, device: str, threads: int) -> dict:
-    import pandas as pd
-
-    from implementations.gru4rec_torch.data import item_index, session_data
-    from implementations.gru4rec_torch.model import GRU4Rec
+    from implementations.gru4rec_torch.runner import build
     from implementations.gru4rec_torch.train import train
 
-    df = _frame(data_path)
-    item_ids = item_index(df)
-    support = pd.Series(df["ItemId"].to_numpy()).value_counts().reindex(item_ids).to_numpy()
-    model = GRU4Rec(len(item_ids), {**params, "n_epochs": 1}, seed=1, support=support, device=device)
-    data = session_data(df, item_ids, time_sort=model.params["time_sort"])
+    model, data = build(_frame(data_path), {**params, "n_epochs": 1}, 1, device)
     with tempfile.TemporaryDirectory() as out:
         c0 = time.process_time()
         line = train(model, data, out, threads=threads, device_label=device, progress=False, checkpoint=False)[-1]
@@ -200,8 +193,49 @@ def spawn(program: str, setting: str, params: dict, data: str, args) -> dict:
     return json.loads(lines[-1][len("RESULT "):])
 
 
+def compare(df, settings, programs, args) -> list[dict]:
+    """One epoch of each of ``programs`` per setting on ``df``, ``args.repeats``
+    times, the order flipped every repeat; prints every run and each
+    program's medians (wall and per CPU-second) with the ratio to the
+    authors'; returns every run's result. ``args``: threads, device, repeats,
+    and authors (the checkout) when "authors" is among ``programs``."""
+    from rsc15_like import AUTHORS_SKIP, SETTINGS, shape_report
+
+    print("data:", shape_report(df))
+    print(f"one epoch per run, {args.threads} thread(s), device {args.device}, {args.repeats} repeats, "
+          "programs alternated", flush=True)
+    results = []
+    with tempfile.TemporaryDirectory() as tmp:
+        data = str(Path(tmp) / "train.tsv")
+        df.to_csv(data, sep="\t", index=False)
+        for setting in settings:
+            params = SETTINGS[setting]
+            order = [p for p in programs if not (p == "authors" and setting in AUTHORS_SKIP)]
+            if len(order) < len(programs):
+                print(f"{setting}: authors skipped ({AUTHORS_SKIP[setting]})")
+            runs = {p: [] for p in order}
+            for rep in range(args.repeats):
+                for program in (order if rep % 2 == 0 else order[::-1]):
+                    r = spawn(program, setting, params, data, args)
+                    r.update(setting=setting, program=program, repeat=rep)
+                    runs[program].append(r)
+                    results.append(r)
+                    r["events_per_cpu_s"] = r["events"] / max(r["cpu_seconds"], 1e-9)
+                    print(f"  {setting:>14} {program:>7} run {rep + 1}: {r['events_per_s']:>9,.0f} events/s, "
+                          f"{r['events_per_cpu_s']:>9,.0f} events per CPU-second ({r['seconds']:.1f} s, "
+                          f"loss {r['loss']:.4f})", flush=True)
+            for key, what in (("events_per_s", "events/s (wall)"), ("events_per_cpu_s", "events per CPU-second")):
+                med = {p: statistics.median(x[key] for x in v) for p, v in runs.items()}
+                line = ", ".join(f"{p} {v:,.0f}" for p, v in med.items())
+                if "authors" in med:
+                    line += "; ratio to the authors' " + ", ".join(
+                        f"{p} {v / med['authors']:.2f}x" for p, v in med.items() if p != "authors")
+                print(f"{setting}: median {what}: {line}", flush=True)
+    return results
+
+
 def main(argv=None) -> None:
-    from rsc15_like import AUTHORS_SKIP, SETTINGS, shape_report, synthetic_sessions
+    from rsc15_like import RSC15_SESSIONS, SETTINGS, synthetic_sessions
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--authors", help="checkout of hidasib/GRU4Rec_PyTorch_Official (its gru4rec_pytorch.py)")
@@ -209,7 +243,8 @@ def main(argv=None) -> None:
                     choices=sorted(SETTINGS))
     ap.add_argument("--programs", nargs="+", default=list(PROGRAMS), choices=PROGRAMS)
     ap.add_argument("--items", type=int, default=37_000)
-    ap.add_argument("--sessions", type=int, default=40_000, help="sessions of the training data (one epoch each)")
+    ap.add_argument("--sessions", type=int, default=RSC15_SESSIONS,
+                    help="sessions of the training data (one epoch each; the default has RSC15's popularity curve)")
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--device", default="cpu")
@@ -236,36 +271,7 @@ def main(argv=None) -> None:
             programs.remove("keras")
 
     df = synthetic_sessions(args.items, args.sessions, seed=args.seed)
-    print("data:", shape_report(df))
-    print(f"one epoch per run, {args.threads} thread(s), device {args.device}, {args.repeats} repeats, "
-          "programs alternated", flush=True)
-    results = []
-    with tempfile.TemporaryDirectory() as tmp:
-        data = str(Path(tmp) / "train.tsv")
-        df.to_csv(data, sep="\t", index=False)
-        for setting in args.settings:
-            params = SETTINGS[setting]
-            order = [p for p in programs if not (p == "authors" and setting in AUTHORS_SKIP)]
-            if len(order) < len(programs):
-                print(f"{setting}: authors skipped ({AUTHORS_SKIP[setting]})")
-            runs = {p: [] for p in order}
-            for rep in range(args.repeats):
-                for program in (order if rep % 2 == 0 else order[::-1]):
-                    r = spawn(program, setting, params, data, args)
-                    r.update(setting=setting, program=program, repeat=rep)
-                    runs[program].append(r)
-                    results.append(r)
-                    r["events_per_cpu_s"] = r["events"] / max(r["cpu_seconds"], 1e-9)
-                    print(f"  {setting:>14} {program:>7} run {rep + 1}: {r['events_per_s']:>9,.0f} events/s, "
-                          f"{r['events_per_cpu_s']:>9,.0f} events per CPU-second ({r['seconds']:.1f} s, "
-                          f"loss {r['loss']:.4f})", flush=True)
-            for key, what in (("events_per_s", "events/s (wall)"), ("events_per_cpu_s", "events per CPU-second")):
-                med = {p: statistics.median(x[key] for x in v) for p, v in runs.items()}
-                line = ", ".join(f"{p} {v:,.0f}" for p, v in med.items())
-                if "authors" in med:
-                    line += "; ratio to the authors' " + ", ".join(
-                        f"{p} {v / med['authors']:.2f}x" for p, v in med.items() if p != "authors")
-                print(f"{setting}: median {what}: {line}", flush=True)
+    results = compare(df, args.settings, programs, args)
     if args.json:
         Path(args.json).write_text(json.dumps(results, indent=1))
 

@@ -39,9 +39,11 @@ sys.path.insert(0, str(HERE))
 sys.path.insert(0, str(HERE.parent))
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-from rsc15_like import SETTINGS, shape_report, synthetic_sessions  # noqa: E402
+from rsc15_like import RSC15_SESSIONS, SETTINGS, shape_report, synthetic_sessions  # noqa: E402
 
 LOSSES = ("xe", "bprmax")
+#: settings timed: the tuned ones, and the 2016 and one-hot ones the study's plan prices too
+SPEED_SETTINGS = LOSSES + ("xe-onehot", "top1-2016")
 
 
 def torch_placement(model) -> list[str]:
@@ -62,21 +64,18 @@ def check_torch(train: pd.DataFrame, test: pd.DataFrame, args) -> list[str]:
     import torch
 
     from bench_gru4rec_torch import bench
-    from implementations.gru4rec_torch.data import item_index, session_data
-    from implementations.gru4rec_torch.model import GRU4Rec
+    from implementations.gru4rec_torch.data import session_data
+    from implementations.gru4rec_torch.runner import build
     from implementations.gru4rec_torch.train import train_epoch
 
     torch.set_num_threads(args.threads)
     device = torch.device(args.device)
     print(f"PyTorch {torch.__version__}, device {device}"
           + (f" ({torch.cuda.get_device_name(device)})" if device.type == "cuda" else ""))
-    item_ids = item_index(train)
-    support = pd.Series(train["ItemId"].to_numpy()).value_counts().reindex(item_ids).to_numpy()
-    model = GRU4Rec(len(item_ids), {**SETTINGS["xe"], "n_epochs": 1}, seed=1, support=support, device=device)
-    model.item_ids = item_ids
+    model, _ = build(train, {**SETTINGS["xe"], "n_epochs": 1}, 1, device)
     print("  placement (cross-entropy setting):")
     wrong = torch_placement(model)
-    data = session_data(train.head(args.epoch_events), item_ids)
+    data = session_data(train.head(args.epoch_events), model.item_ids)
     t0 = time.perf_counter()
     loss, events, steps = train_epoch(model, data, progress=False)
     if device.type == "cuda":
@@ -85,68 +84,44 @@ def check_torch(train: pd.DataFrame, test: pd.DataFrame, args) -> list[str]:
     print(f"  one short epoch: loss {loss:.4f}, {events:,} events, {steps:,} mini-batches, {dt:.1f} s")
     t0 = time.perf_counter()
     ranks = model.evaluate(test)
-    print(f"  evaluation: {len(ranks):,} predictions against all {len(item_ids):,} items in "
+    print(f"  evaluation: {len(ranks):,} predictions against all {model.n_items:,} items in "
           f"{time.perf_counter() - t0:.1f} s")
     wrong += graph_vs_eager(train, device, args.graph_steps)
-    print(f"  speed, batch 32, 2048 extra samples, {args.steps} mini-batches after {args.warmup} warm-up:")
-    for setting in LOSSES:
+    print(f"  speed, {args.steps} mini-batches after {args.warmup} warm-up (batch 32 with 2048 extra samples; "
+          "top1-2016: batch 50, none):")
+    for setting in SPEED_SETTINGS:
         for graphs in ((True, False) if device.type == "cuda" else (False,)):
             os.environ["GRU4REC_TORCH_CUDA_GRAPH"] = "1" if graphs else "0"
             r = bench(setting, train, args.steps, args.warmup, str(device))
             how = "CUDA graph" if graphs else "eager"
-            print(f"    {setting:>7} {how:>10}: {r['mbatches_per_s']:>8,.1f} mini-batches/s, "
+            print(f"    {setting:>13} {how:>10}: {r['mbatches_per_s']:>8,.1f} mini-batches/s, "
                   f"{r['events_per_s']:>9,.0f} events/s", flush=True)
     os.environ.pop("GRU4REC_TORCH_CUDA_GRAPH", None)
     return [f"torch {w}" for w in wrong]
 
 
 def graph_vs_eager(train: pd.DataFrame, device, steps: int) -> list[str]:
-    """Train ``steps`` mini-batches from one seed eagerly twice and with the CUDA
-    graph once, per loss; the graph's loss sum must land as close to the eager
-    run's as two eager runs land to each other (index_add_ on a GPU adds in no
-    fixed order), or within 0.1%."""
-    import torch
-
-    from implementations.gru4rec_torch.data import item_index, session_data, session_parallel
-    from implementations.gru4rec_torch.model import GRU4Rec
-    from implementations.gru4rec_torch.steps import EagerSteps, GraphedSteps
+    """steps.graph_against_eager per setting: ``steps`` mini-batches from one
+    seed eagerly twice and as CUDA-graph replays once."""
+    from implementations.gru4rec_torch.data import item_index, session_data
+    from implementations.gru4rec_torch.runner import build
+    from implementations.gru4rec_torch.steps import graph_against_eager
 
     if device.type != "cuda":
         return []
-    item_ids = item_index(train)
-    support = pd.Series(train["ItemId"].to_numpy()).value_counts().reindex(item_ids).to_numpy()
-    data = session_data(train, item_ids)
     wrong = []
     print(f"  CUDA graph against eager steps, {steps} mini-batches from one seed:")
     for setting in LOSSES + ("top1-2016",):
         params = {**SETTINGS[setting], "n_epochs": 1}
-        out = {}
-        for name, runner in (("eager", EagerSteps), ("eager again", EagerSteps), ("graph", GraphedSteps)):
-            model = GRU4Rec(len(item_ids), params, seed=3, support=support, device=device)
-            model.H = model.zero_state(params["batch_size"])
-            loss_sum = torch.zeros((), device=device)
-            run = runner(model, loss_sum)
-            lanes = 2 if params["n_sample"] == 0 else 1
-            for i, step in enumerate(session_parallel(data, params["batch_size"], min_lanes=lanes)):
-                if i == steps:
-                    break
-                run(step, model.next_negatives())
-            run.finish()
-            torch.cuda.synchronize(device)
-            if runner is GraphedSteps and (run.graph is None or run.failed is not None):
-                print(f"    {setting}: no graph ({run.failed})")
-                wrong.append(f"{setting} graph capture")
-            out[name] = (float(loss_sum), torch.cat([t.detach().reshape(-1) for t in model.net.parameters()]))
-        (l0, w0), (l1, w1), (lg, wg) = out["eager"], out["eager again"], out["graph"]
-        spread, diff = (w1 - w0).abs().max().item(), (wg - w0).abs().max().item()
-        # the loss sums decide (as in tests/test_gru4rec_torch_cuda.py); the largest weight
-        # differences are printed: Adagrad's first steps (about lr whatever the gradient)
-        # turn rounding into large single-weight differences even between two eager runs
-        ok = abs(lg - l0) <= max(10 * abs(l1 - l0), 1e-3 * abs(l0))
-        print(f"    {setting:>7}: loss sum eager {l0:.6f}, again {l1:.6f}, graph {lg:.6f}; "
-              f"largest weight difference eager-again {spread:.2e}, eager-graph {diff:.2e}: "
-              f"{'same' if ok else 'DIFFERENT'}", flush=True)
-        if not ok:
+        data = session_data(train, item_index(train), time_sort=params.get("time_sort", True))
+        r = graph_against_eager(lambda: build(train, params, 3, device)[0], data, steps)
+        if not r["captured"]:
+            print(f"    {setting}: no graph ({r['failure']})")
+            wrong.append(f"{setting} graph capture")
+        print(f"    {setting:>9}: loss sum eager {r['eager']:.6f}, again {r['again']:.6f}, graph {r['graph']:.6f}; "
+              f"largest weight difference eager-again {r['spread']:.2e}, eager-graph {r['diff']:.2e}: "
+              f"{'same' if r['same'] else 'DIFFERENT'}", flush=True)
+        if not r["same"]:
             wrong.append(f"{setting} graph differs from eager")
     return wrong
 
@@ -181,46 +156,26 @@ def check_keras(train: pd.DataFrame, args) -> list[str]:
         print(f"    {v.name:<30} {v.device}")
         if ("GPU" if gpu else "CPU") not in v.device.upper():
             wrong.append(f"keras {v.name}")
-    print(f"  speed, batch 32, 2048 extra samples, {args.steps} mini-batches after {args.warmup} warm-up:")
-    for setting in LOSSES:
+    print(f"  speed, {args.steps} mini-batches after {args.warmup} warm-up (batch 32 with 2048 extra samples; "
+          "top1-2016: batch 50, none):")
+    for setting in SPEED_SETTINGS:
         r = bench(setting, train, args.steps, args.warmup, False, device)
         print(f"    {setting:>7}: {r['mbatches_per_s']:>8,.1f} mini-batches/s, {r['events_per_s']:>9,.0f} events/s")
     return wrong
 
 
-def side_by_side(args) -> list[str]:
-    """One epoch of the authors' code and of ours per setting, alternated, on ``args.device``."""
-    import statistics
-    import tempfile
+def side_by_side(df: pd.DataFrame, args) -> list[str]:
+    """bench_vs_authors.compare on ``args.device``: one epoch of the authors'
+    code and of ours per setting on ``df``, alternated; a failed run is reported."""
+    from bench_vs_authors import compare
 
-    from bench_vs_authors import spawn
-    from rsc15_like import SETTINGS as PARAMS
-
-    df = synthetic_sessions(args.items, args.side_sessions, seed=0)
-    print(f"side by side with the authors' code on {args.device}, {args.repeats} repeat(s), "
-          f"{args.threads} CPU thread(s); data: {shape_report(df)}", flush=True)
-    failed = []
-    with tempfile.TemporaryDirectory() as tmp:
-        data = str(Path(tmp) / "train.tsv")
-        df.to_csv(data, sep="\t", index=False)
-        for setting in args.side_settings:
-            runs = {"authors": [], "torch": []}
-            for rep in range(args.repeats):
-                for program in (("authors", "torch") if rep % 2 == 0 else ("torch", "authors")):
-                    try:
-                        r = spawn(program, setting, PARAMS[setting], data, args)
-                    except RuntimeError as err:
-                        print(f"  {setting} {program}: failed: {err}", flush=True)
-                        failed.append(f"{program} {setting}")
-                        continue
-                    runs[program].append(r["events_per_s"])
-                    print(f"  {setting:>14} {program:>7} run {rep + 1}: {r['events_per_s']:>9,.0f} events/s "
-                          f"({r['mbatches_per_s']:,.1f} mini-batches/s, {r['seconds']:.1f} s, loss {r['loss']:.4f})",
-                          flush=True)
-            if runs["authors"] and runs["torch"]:
-                a, t = statistics.median(runs["authors"]), statistics.median(runs["torch"])
-                print(f"{setting}: median events/s authors {a:,.0f}, ours {t:,.0f}; ratio {t / a:.2f}x", flush=True)
-    return failed
+    print(f"side by side with the authors' code on {args.device}:")
+    try:
+        compare(df, args.side_settings, ["authors", "torch"], args)
+    except RuntimeError as err:
+        print(f"  failed: {err}", flush=True)
+        return ["side by side"]
+    return []
 
 
 def main(argv=None) -> None:
@@ -236,9 +191,9 @@ def main(argv=None) -> None:
     ap.add_argument("--authors", help="checkout of hidasib/GRU4Rec_PyTorch_Official: also run it side by side")
     ap.add_argument("--side-settings", nargs="+", default=["xe", "bprmax", "xe-onehot", "bprmax-onehot"],
                     help="settings of the side-by-side run (rsc15_like.SETTINGS)")
-    ap.add_argument("--side-sessions", type=int, default=100_000,
-                    help="training sessions of the side-by-side run (100,000: RSC15-shaped popularity)")
-    ap.add_argument("--repeats", type=int, default=1, help="side-by-side runs per program and setting")
+    ap.add_argument("--sessions", type=int, default=RSC15_SESSIONS,
+                    help="training sessions (the default has RSC15's popularity curve)")
+    ap.add_argument("--repeats", type=int, default=3, help="side-by-side runs per program and setting")
     args = ap.parse_args(argv)
     import torch
 
@@ -247,8 +202,7 @@ def main(argv=None) -> None:
               "Run on a GPU machine, or pass --device cpu to exercise the script.")
         raise SystemExit(2)
     t0 = time.perf_counter()
-    n_sessions = max(20_000, (args.steps + args.warmup) * 40 // 4)
-    train = synthetic_sessions(args.items, n_sessions, seed=0)
+    train = synthetic_sessions(args.items, max(args.sessions, (args.steps + args.warmup) * 10), seed=0)
     test = synthetic_sessions(args.items, 500, seed=1)
     test["SessionId"] += 10 ** 8
     print("data:", shape_report(train))
@@ -262,7 +216,7 @@ def main(argv=None) -> None:
             print(f"Keras: failed ({type(err).__name__}: {err})")
             wrong.append("keras (failed)")
     if args.authors:
-        wrong += side_by_side(args)
+        wrong += side_by_side(train, args)
     print(f"total {time.perf_counter() - t0:.0f} s")
     if wrong:
         print("FAIL: not on the device or failed:", ", ".join(wrong))

@@ -378,6 +378,26 @@ def resolve(params: dict | None, extra: dict | None = None, base_dir: str | os.P
     return p
 
 
+def dropout_rates(p: dict) -> dict[str, float]:
+    """Dropout probability of each site of resolved settings ``p``, in the
+    order the sites are applied: ``embed`` (the input embedding) and
+    ``hidden<i>`` (the output of GRU layer i). Both GRU4Rec implementations
+    read their dropout from here (GRU4REC_API.md).
+
+    With one-hot input there is no embedding. ``onehot_dropout: embed`` (the
+    official PyTorch code) drops out the first layer's output with
+    ``dropout_p_embed`` and the later layers' with ``dropout_p_hidden``;
+    ``onehot_dropout: hidden`` (the Theano original) uses ``dropout_p_hidden``
+    after every layer.
+    """
+    one_hot = not p["constrained_embedding"] and p["embedding"] == 0
+    rates = {} if one_hot else {"embed": p["dropout_p_embed"]}
+    for i in range(len(p["layers"])):
+        embed_rule = one_hot and i == 0 and p["onehot_dropout"] == "embed"
+        rates[f"hidden{i}"] = p["dropout_p_embed"] if embed_rule else p["dropout_p_hidden"]
+    return rates
+
+
 def describe(params: dict) -> str:
     """One line for a table note: final activation, dropout rule, session order."""
     known = set(known_keys())

@@ -645,6 +645,21 @@ def test_graphed_steps_train_exactly_as_eager_steps(params):
         assert torch.equal(a, b)
 
 
+def test_the_gpu_check_of_a_graph_passes_replays_of_the_same_step(monkeypatch):
+    """steps.graph_against_eager (the GPU check of gpu_check.py and the CUDA
+    tests), run here with the capture replaced: three bit-equal runs pass."""
+    from implementations.gru4rec_torch import steps
+
+    monkeypatch.setattr(steps, "GraphedSteps", _ReplayedOnCPU)
+    df = cyclic_sessions()
+    item_ids = item_index(df)
+    data = session_data(df, item_ids)
+    p = dict(layers=[8], batch_size=4, loss="cross-entropy", n_sample=16, dropout_p_hidden=0.3)
+    r = steps.graph_against_eager(lambda: GRU4Rec(len(item_ids), p, seed=2), data, n_steps=40)
+    assert r["captured"] and r["finite"] and r["same"]
+    assert r["eager"] == r["again"] == r["graph"] and r["spread"] == r["diff"] == 0.0
+
+
 def test_step_runner_is_eager_on_the_cpu():
     model = GRU4Rec(10, dict(layers=[4], batch_size=2, n_sample=0, loss="top1", final_act="tanh"), seed=0)
     assert type(step_runner(model, torch.zeros(()))) is EagerSteps

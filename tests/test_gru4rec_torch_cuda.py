@@ -12,7 +12,7 @@ import torch
 
 from implementations.gru4rec_torch.data import item_index, session_data, session_parallel
 from implementations.gru4rec_torch.model import GRU4Rec
-from implementations.gru4rec_torch.steps import EagerSteps, GraphedSteps, step_runner
+from implementations.gru4rec_torch.steps import GraphedSteps, graph_against_eager, step_runner
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(),
                                 reason="no CUDA device visible to torch: the CUDA-graph tests need one")
@@ -57,24 +57,13 @@ def test_an_epoch_of_graph_replays_trains_as_the_eager_steps(params):
     item_ids = item_index(df)
     data = session_data(df, item_ids)
     support = np.bincount(data.items, minlength=len(item_ids)) + 1
-    p = dict(layers=[16], batch_size=8, learning_rate=0.05, **params)
-    losses = []
-    for runner in (EagerSteps, EagerSteps, GraphedSteps):
-        model = GRU4Rec(len(item_ids), p, seed=1, support=support, device="cuda")
-        model.H = model.zero_state(p["batch_size"])
-        loss_sum = torch.zeros((), device="cuda")
-        run = runner(model, loss_sum)
-        for step in session_parallel(data, p["batch_size"], min_lanes=2 if p["n_sample"] == 0 else 1):
-            run(step, model.next_negatives())
-        run.finish()
-        if runner is GraphedSteps:
-            assert run.graph is not None and run.failed is None
-        assert all(torch.isfinite(t).all() for t in model.net.parameters())
-        losses.append(float(loss_sum))
-    eager, again, graph = losses
+    p = {"layers": [16], "batch_size": 8, "learning_rate": 0.05, **params}
+    r = graph_against_eager(lambda: GRU4Rec(len(item_ids), p, seed=1, support=support, device="cuda"), data)
+    assert r["captured"], r["failure"]
+    assert r["finite"]
     # the same kernels; but index_add_ on a GPU sums repeated rows in no fixed
     # order, so two eager runs may differ too: the graph must stay within that
-    assert abs(graph - eager) <= max(10 * abs(again - eager), 1e-3 * abs(eager))
+    assert r["same"], r
 
 
 def test_the_training_loop_uses_the_graph_on_a_gpu():

@@ -29,7 +29,7 @@ import tensorflow as tf
 
 from gru4rec_repro.atomic import atomic_path
 from gru4rec_repro.contract import RANK_COLUMNS
-from gru4rec_repro.gru4rec_params import OFFICIAL_DEFAULTS, OUR_DEFAULTS, resolve
+from gru4rec_repro.gru4rec_params import OFFICIAL_DEFAULTS, OUR_DEFAULTS, dropout_rates, resolve
 
 from . import losses
 from .data import SessionData, session_parallel
@@ -57,24 +57,6 @@ def parse_params(params: dict | None) -> dict:
     p["jit_compile"] = bool(p["jit_compile"])
     losses.final_activation(p["final_act"])  # resolve() knows the same names
     return p
-
-
-def dropout_rates(p: dict) -> dict[str, float]:
-    """Dropout probability of each site: ``embed`` (the input embedding) and
-    ``hidden<i>`` (the output of GRU layer i), in the order they are applied.
-
-    With one-hot input there is no embedding. ``onehot_dropout: embed`` (the
-    official PyTorch code) drops out the first layer's output with
-    ``dropout_p_embed`` and the later layers' with ``dropout_p_hidden``;
-    ``onehot_dropout: hidden`` (the Theano original) uses ``dropout_p_hidden``
-    after every layer.
-    """
-    onehot = not p["constrained_embedding"] and p["embedding"] == 0
-    rates = {} if onehot else {"embed": p["dropout_p_embed"]}
-    for layer in range(len(p["layers"])):
-        first_onehot = onehot and layer == 0 and p["onehot_dropout"] == "embed"
-        rates[f"hidden{layer}"] = p["dropout_p_embed"] if first_onehot else p["dropout_p_hidden"]
-    return rates
 
 
 def _uniform(rng: np.random.Generator, shape: tuple, fan_in: int, fan_out: int) -> np.ndarray:

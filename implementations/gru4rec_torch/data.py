@@ -47,6 +47,12 @@ def item_index(train: pd.DataFrame) -> np.ndarray:
     return np.unique(train["ItemId"].to_numpy())
 
 
+def item_support(train: pd.DataFrame, item_ids: np.ndarray) -> np.ndarray:
+    """Training events of each item, in item-index order (the support of
+    sampling and logQ)."""
+    return pd.Series(train["ItemId"].to_numpy()).value_counts().reindex(item_ids).to_numpy()
+
+
 def session_data(df: pd.DataFrame, item_ids: np.ndarray, where: str = "split",
                  time_sort: bool = True) -> SessionData:
     """Group ``df`` (SessionId, ItemId, Time) into :class:`SessionData`.

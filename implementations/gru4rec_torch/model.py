@@ -22,7 +22,7 @@ import pandas as pd
 import torch
 from torch import nn
 
-from gru4rec_repro.gru4rec_params import OFFICIAL_DEFAULTS, OUR_DEFAULTS, resolve
+from gru4rec_repro.gru4rec_params import OFFICIAL_DEFAULTS, OUR_DEFAULTS, dropout_rates, resolve
 
 from . import losses
 from .data import session_data, session_parallel
@@ -196,43 +196,14 @@ class GRU4RecNet(nn.Module):
         return {f"gru{i}.{name}": p for i, layer in enumerate(self.gru)
                 for name, p in layer.named_parameters() if p.requires_grad}
 
-    def hidden_step(self, x, H, dropout=None):
-        """Feed ``x`` (input-layer rows) through the GRU stack from states ``H``.
-
-        ``dropout(h, site)`` (training only) drops out the input embedding
-        (site ``"embed"``, not in one-hot mode) and each layer's output (site
-        ``"hidden<i>"``); the dropped-out output is the new state.
-        """
+    def hidden_step(self, x, H):
+        """Feed ``x`` (input-layer rows) through the GRU stack from states
+        ``H``, without dropout (scoring; training: GRU4Rec._gru_train)."""
         new_H = []
-        if dropout is not None and not self.one_hot:
-            x = dropout(x, "embed")
-        for i, (layer, h) in enumerate(zip(self.gru, H)):
+        for layer, h in zip(self.gru, H):
             x = layer(x, h)
-            if dropout is not None:
-                x = dropout(x, HIDDEN_SITES[i] if i < len(HIDDEN_SITES) else f"hidden{i}")
             new_H.append(x)
         return x, new_H
-
-
-HIDDEN_SITES = tuple(f"hidden{i}" for i in range(8))
-
-
-def dropout_rates(p: dict) -> dict[str, float]:
-    """Dropout probability of each site (GRU4REC_API.md): ``embed`` (input
-    embedding) and ``hidden<i>`` (output of GRU layer i).
-
-    One-hot input has no embedding to drop out. There the official PyTorch
-    code drops out the first layer's output with ``dropout_p_embed`` and
-    leaves ``dropout_p_hidden`` to the layers after it (``onehot_dropout:
-    embed``); the Theano original uses ``dropout_p_hidden`` after every layer
-    (``onehot_dropout: hidden``).
-    """
-    one_hot = not p["constrained_embedding"] and p["embedding"] == 0
-    rates = {} if one_hot else {"embed": p["dropout_p_embed"]}
-    for i in range(len(p["layers"])):
-        embed_rule = one_hot and i == 0 and p["onehot_dropout"] == "embed"
-        rates[f"hidden{i}"] = p["dropout_p_embed"] if embed_rule else p["dropout_p_hidden"]
-    return rates
 
 
 def _as_index(idx, device) -> torch.Tensor:
@@ -269,14 +240,12 @@ class GRU4Rec:
         self.log_support = torch.tensor(np.log(support), dtype=torch.float32, device=self.device)
         self.item_params = self.net.item_matrices()
         self.dense_params = self.net.dense_parameters()
-        self._dense_names = list(self.dense_params)
-        self._dense_tensors = list(self.dense_params.values())
         #: dropout probability of each site; ``dropout_mask_fn(site, shape)``, when
         #: set, supplies the (already scaled) masks instead (GRU4REC_API.md)
         self.dropout_p = dropout_rates(p)
         self.dropout_mask_fn = None
         self.optimizer = SparseAdagradMomentum({**self.item_params, **self.dense_params},
-                                               p["learning_rate"], p["momentum"], dense=tuple(self._dense_names))
+                                               p["learning_rate"], p["momentum"], dense=tuple(self.dense_params))
         self.H = self.zero_state(p["batch_size"])
         self._input_name = "Wy" if self.net.constrained else ("gru0.Wx" if self.net.one_hot else "E")
         self._slot = torch.zeros(self.n_items, dtype=torch.int64, device=self.device)  # see _first_entries
@@ -312,10 +281,6 @@ class GRU4Rec:
             return torch.from_numpy(mask).to(self.device)
         return torch.empty_like(x).bernoulli_(1.0 - p, generator=self.dropout_gen).div_(1.0 - p)
 
-    def _dropout(self, x: torch.Tensor, site: str) -> torch.Tensor:
-        mask = self._dropout_mask(x, site)
-        return x if mask is None else x * mask
-
     @torch.no_grad()
     def _gru_train(self, x: torch.Tensor):
         """The GRU stack of a training step (GRU4RecNet.hidden_step with dropout)
@@ -328,7 +293,7 @@ class GRU4Rec:
         new_H, tape = [], []
         for i, (layer, h) in enumerate(zip(net.gru, self.H)):
             x, ctx = layer.forward_train(x, h)
-            mask = self._dropout_mask(x, HIDDEN_SITES[i] if i < len(HIDDEN_SITES) else f"hidden{i}")
+            mask = self._dropout_mask(x, f"hidden{i}")
             if mask is not None:
                 x = x * mask
             new_H.append(x)
@@ -337,7 +302,7 @@ class GRU4Rec:
 
     @torch.no_grad()
     def _gru_backward(self, saved, d_out: torch.Tensor):
-        """Gradients of the dense parameters (in ``_dense_names`` order) and of
+        """Gradients of the dense parameters (in ``dense_params`` order) and of
         the input rows, from the gradient of the GRU stack's output."""
         embed_mask, tape = saved
         grads = []

@@ -20,6 +20,11 @@ import torch
 from . import cpu_kernels
 
 
+def _rows(t: torch.Tensor):
+    """``t`` as a (rows, d) numpy array; shares ``t``'s memory when ``t`` is contiguous."""
+    return t.detach().reshape(t.shape[0], -1).numpy()
+
+
 class SparseAdagradMomentum:
     """Adagrad + momentum over named parameters (eps 1e-6, accumulators start at 0)."""
 
@@ -142,7 +147,8 @@ class SparseAdagradMomentum:
         many distinct rows there are (no host synchronisation).
         """
         param, acc = self.params[name], self._acc_rows[name]
-        if self.cpu_kernel and param.device.type == "cpu" and param.dtype == torch.float32:
+        if (self.cpu_kernel and param.device.type == "cpu" and param.dtype == torch.float32
+                and param.is_contiguous()):  # the kernel writes through numpy views of the tables
             self._step_entries_cpu(name, param, acc, idx, grad, mask)
             return
         # unmarked entries read and write the spare zero row of the state
@@ -162,13 +168,9 @@ class SparseAdagradMomentum:
 
     def _step_entries_cpu(self, name, param, acc, idx, grad, mask) -> None:
         """:meth:`step_entries` as one pass of the fused kernel (marked entries only)."""
-        vel = self._vel_rows[name] if self.momentum > 0 else acc
-
-        def rows(t):  # (rows, d) numpy view of a contiguous CPU tensor, no copy
-            return t.detach().reshape(t.shape[0], -1).numpy()
-
-        cpu_kernels.rows_update(rows(param), rows(acc), rows(vel), idx.numpy(), mask.numpy(),
-                                rows(grad.contiguous()), self.learning_rate, self.momentum, self.eps)
+        vel = self._vel_rows[name] if self.momentum > 0 else acc  # unused without momentum
+        cpu_kernels.rows_update(_rows(param), _rows(acc), _rows(vel), idx.numpy(), mask.numpy(),
+                                _rows(grad), self.learning_rate, self.momentum, self.eps)
 
     def state_dict(self) -> dict:
         return {"acc": {k: v.clone() for k, v in self.acc.items()},

@@ -15,7 +15,7 @@ import torch
 from gru4rec_repro.contract import RunContext, validate_ranks
 from gru4rec_repro.gru4rec_params import describe
 
-from .data import item_index, session_data
+from .data import SessionData, item_index, item_support, session_data
 from .model import GRU4Rec
 from .train import train as train_model
 
@@ -33,16 +33,21 @@ def resolve_device(name: str) -> torch.device:
     return device
 
 
+def build(train: pd.DataFrame, params: dict, seed: int, device="cpu") -> tuple[GRU4Rec, SessionData]:
+    """The model (item index and support from ``train``) and its training data."""
+    item_ids = item_index(train)
+    model = GRU4Rec(len(item_ids), params, seed, support=item_support(train, item_ids), device=device)
+    model.item_ids = item_ids
+    return model, session_data(train, item_ids, "training split", time_sort=model.params["time_sort"])
+
+
 def run(train: pd.DataFrame, test: pd.DataFrame, params: dict, seed: int, ctx: RunContext) -> pd.DataFrame:
     log = ctx.log
     torch.set_num_threads(max(1, int(ctx.threads)))
     threads = torch.get_num_threads()
     device = resolve_device(ctx.device)
-    item_ids = item_index(train)
-    support = pd.Series(train["ItemId"].to_numpy()).value_counts().reindex(item_ids).to_numpy()
-    model = GRU4Rec(len(item_ids), params, seed, support=support, device=device)
-    data = session_data(train, item_ids, "training split", time_sort=model.params["time_sort"])
-    model.item_ids = item_ids
+    model, data = build(train, params, seed, device)
+    item_ids = model.item_ids
     log.info("gru4rec_torch: %d items, %d training sessions, %d events; device %s, %d threads; params %s (%s)",
              len(item_ids), data.n_sessions, data.n_events, device, threads, model.params,
              describe(model.params))

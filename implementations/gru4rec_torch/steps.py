@@ -77,7 +77,8 @@ class GraphedSteps(EagerSteps):
         self._inputs = torch.zeros(3 * self.lanes, dtype=torch.int64, device=dev)
         n_sample = model.params["n_sample"]
         self._negatives = torch.zeros(n_sample, dtype=torch.int64, device=dev) if n_sample > 0 else None
-        self._H = None  # the graph's hidden state while it is in use
+        self._H = None  # the graph's hidden-state buffers (made at the capture, read by every replay)
+        self._in_graph = False  # whether the current state is in _H (graph) or model.H (eager)
         self.graph = None
         self.eager_steps = 0
         self.failed = None
@@ -132,7 +133,6 @@ class GraphedSteps(EagerSteps):
                 self.eager_steps += 1
                 return self._warmup(step, negatives)
             self._H = [h.clone() for h in m.H]
-            self._load(step, negatives)
             try:
                 self._capture()
             except Exception as err:  # no graph: every step eager from here (said once in the log)
@@ -141,17 +141,62 @@ class GraphedSteps(EagerSteps):
                             type(err).__name__, err)
                 m.H, self._H = self._H, None
                 return super().__call__(step, negatives)
-        elif self._H is None:  # back after eager steps
-            self._H = [h.clone() for h in m.H]
-            self._load(step, negatives)
-        else:
-            self._load(step, negatives)
+            self._in_graph = True
+        elif not self._in_graph:  # the state comes back from eager steps into the graph's buffers
+            for dst, src in zip(self._H, m.H):
+                dst.copy_(src)
+            self._in_graph = True
+        self._load(step, negatives)
         self.graph.replay()
 
     def finish(self) -> None:
-        if self._H is not None:
+        """Hand the graph's state back to ``model.H`` (before eager steps, and at the epoch's end)."""
+        if self._in_graph:
             self.model.H = [h.clone() for h in self._H]
-            self._H = None
+            self._in_graph = False
+
+
+def graph_against_eager(make_model, data, n_steps: int | None = None) -> dict:
+    """The check of a graph on a GPU (tests/test_gru4rec_torch_cuda.py,
+    benchmarks/gpu_check.py): train ``n_steps`` mini-batches of ``data`` (None:
+    one epoch) from ``make_model()`` (a fresh model, the same seed each call)
+    eagerly twice and as graph replays once.
+
+    Returns the three loss sums (``eager``, ``again``, ``graph``), the largest
+    weight difference of the second eager run and of the graph to the first
+    (``spread``, ``diff``), ``captured`` (the graph ran; else ``failure``
+    says why), ``finite`` (every run's weights) and ``same``: the graph's loss
+    sum lies within 10 times the two eager runs' difference, or within 0.1%.
+    (Two eager runs differ: ``index_add_`` on a GPU sums repeated rows in no
+    fixed order, and Adagrad's first steps, about ``lr`` whatever the
+    gradient, turn that rounding into large single-weight differences; so the
+    loss sums decide, and the weight differences are only reported.)
+    """
+    from .data import session_parallel
+
+    sums, weights = [], []
+    out = {"captured": False, "failure": None}
+    for runner in (EagerSteps, EagerSteps, GraphedSteps):
+        model = make_model()
+        p = model.params
+        model.H = model.zero_state(min(p["batch_size"], data.n_sessions))
+        loss_sum = torch.zeros((), device=model.device)
+        run = runner(model, loss_sum)
+        for i, step in enumerate(session_parallel(data, p["batch_size"], min_lanes=2 if p["n_sample"] == 0 else 1)):
+            if i == n_steps:
+                break
+            run(step, model.next_negatives())
+        run.finish()
+        if runner is GraphedSteps:
+            out.update(captured=run.graph is not None and run.failed is None, failure=run.failed)
+        sums.append(float(loss_sum))
+        weights.append(torch.cat([t.detach().reshape(-1) for t in model.net.parameters()]))
+    (eager, again, graph), (w0, w1, wg) = sums, weights
+    out.update(eager=eager, again=again, graph=graph,
+               spread=(w1 - w0).abs().max().item(), diff=(wg - w0).abs().max().item(),
+               finite=all(bool(torch.isfinite(w).all()) for w in weights),
+               same=abs(graph - eager) <= max(10 * abs(again - eager), 1e-3 * abs(eager)))
+    return out
 
 
 def graphs_enabled() -> bool:
