@@ -58,21 +58,14 @@ def cmd_run(a) -> None:
 
     # One GPU of its own per GPU job, before PyTorch / TensorFlow start (profiles/local-gpu).
     pin_gpu(a.implementation, a.device)
-    from .run import read_split_file, run_seeds
+    from .run import read_split_file, run_seed, run_seeds
 
     train, test = read_split_file(a.train), read_split_file(a.test)
+    options = dict(threads=a.threads, device=a.device, progress=not a.no_progress)
     if a.seeds is not None:
-        run_seeds(a.implementation, train, test, a.params, a.seeds, a.out,
-                  threads=a.threads, device=a.device, progress=not a.no_progress)
-        return
-    from .run import data_sha256, run_implementation, run_key, seed_is_complete
-
-    key = run_key(a.implementation, a.params, a.seed, data_sha256(train, test))
-    if seed_is_complete(a.out, key):
-        logging.getLogger("gru4rec_repro").info("%s: complete for these settings; skipped", a.out)
-        return
-    run_implementation(a.implementation, train, test, a.params, a.seed, a.out, threads=a.threads,
-                       device=a.device, progress=not a.no_progress, key=key)
+        run_seeds(a.implementation, train, test, a.params, a.seeds, a.out, **options)
+    else:
+        run_seed(a.implementation, train, test, a.params, a.seed, a.out, **options)
 
 
 def cmd_metrics(a) -> None:

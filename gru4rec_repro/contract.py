@@ -63,6 +63,22 @@ EXTERNAL = ("authors", "recbole", "cornac", "recpack", "torch_rechub")
 #: them once (with the first seed) instead of once per seed.
 DETERMINISTIC = {"pop", "spop", "iknn"}
 
+#: GRU4Rec implementations, ours and the audit's: their jobs take the study's
+#: threads and a GPU slot, and ``study.epochs`` sets their ``n_epochs``.
+NEURAL = frozenset({"gru4rec_torch", "gru4rec_keras", *EXTERNAL})
+
+
+def run_params(config: dict, run: str) -> dict:
+    """A run's params as its implementation gets them (the workflow and the
+    plan both read them here): ``study.epochs``, when set, replaces the
+    ``n_epochs`` of every GRU4Rec run but the tutorial's Keras port."""
+    spec = config["runs"][run]
+    params = dict(spec.get("params") or {})
+    epochs = (config.get("study") or {}).get("epochs")
+    if spec["implementation"] in NEURAL and params.get("variant", "gru4rec") == "gru4rec" and epochs:
+        params["n_epochs"] = epochs
+    return params
+
 
 @dataclass
 class RunContext:

@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .split import SPLITS, read_manifest, read_split, session_bounds, sort_sessions, write_split
+from .split import DATASET_KEYS, SPLITS, read_manifest, read_split, session_bounds, sort_sessions, write_split
 
 log = logging.getLogger(__name__)
 
@@ -64,7 +64,8 @@ def make_dwell_variant(
     """Write the four splits of ``split_dir`` to ``out_dir`` with boosting applied.
 
     ``apply_to``: ``"train"`` (train_full, train_tr) or ``"train+test"`` (all
-    four). Returns the new manifest.
+    four). The new manifest also carries the source manifest's ``dataset`` and
+    ``validation`` entries (:data:`gru4rec_repro.split.DATASET_KEYS`). Returns it.
     """
     if apply_to not in APPLY_TO:
         raise ValueError(f"apply_to must be one of {sorted(APPLY_TO)}, got {apply_to!r}")
@@ -79,6 +80,7 @@ def make_dwell_variant(
         splits[name] = df
     source = read_manifest(split_dir)
     extra = {
+        **{k: source[k] for k in DATASET_KEYS if k in source},  # what the dataset lacks, in one manifest
         "dwell_boost": {"threshold": float(threshold), "apply_to": apply_to,
                         "boosted_splits": list(APPLY_TO[apply_to])},
         "derived_from": {"dir": str(split_dir), "splits": {

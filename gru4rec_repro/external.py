@@ -55,6 +55,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from implementations.external.adapter_common import INFO_KEYS
+
 from . import atomic
 from .contract import RANK_COLUMNS, RunContext, validate_ranks
 
@@ -257,6 +259,11 @@ def expected_events(train: pd.DataFrame, test: pd.DataFrame) -> pd.DataFrame:
     Test events whose item is not in train are dropped first; then each kept
     event with a next one in its session is an input (``position``: its index
     among the session's kept events), the next event's item the target.
+
+    The same definition as ``adapter_common.prediction_events``, written again
+    on purpose: this is what the harness checks the adapters' output against
+    (:func:`check_rank_record`), so it must not share code with the adapters
+    it checks (``tests/test_external.py`` checks the two agree).
     """
     test = test[test["ItemId"].isin(train["ItemId"].unique())]
     sessions = test["SessionId"].to_numpy(np.int64)
@@ -299,12 +306,6 @@ def check_rank_record(ranks: pd.DataFrame, train: pd.DataFrame, test: pd.DataFra
     return order[list(RANK_COLUMNS)].astype(RANK_COLUMNS)
 
 
-def _write_split_tsv(df: pd.DataFrame, path: Path) -> None:
-    from .split import write_tsv
-
-    write_tsv(df, path)
-
-
 def run_adapter(name: str, train: pd.DataFrame, test: pd.DataFrame, params: dict, seed: int,
                 outdir: str | os.PathLike, *, threads: int = 1, device: str = "auto",
                 cache: str | os.PathLike | None = None, timeout: float | None = None,
@@ -317,6 +318,7 @@ def run_adapter(name: str, train: pd.DataFrame, test: pd.DataFrame, params: dict
     removed after a successful run unless ``keep_work``.
     """
     from .gru4rec_params import resolve
+    from .split import write_tsv
 
     folder = implementation_dir(name)
     env = build_environment(name, cache)
@@ -325,8 +327,8 @@ def run_adapter(name: str, train: pd.DataFrame, test: pd.DataFrame, params: dict
     if work.exists():
         shutil.rmtree(work)
     work.mkdir(parents=True)
-    _write_split_tsv(train, work / "train.tsv")
-    _write_split_tsv(test, work / "test.tsv")
+    write_tsv(train, work / "train.tsv")
+    write_tsv(test, work / "test.tsv")
     settings = resolve(params)
     (work / "params.json").write_text(json.dumps(settings, indent=2) + "\n")
     opts = options(name) if adapter_options is None else dict(adapter_options)
@@ -358,8 +360,7 @@ def run_adapter(name: str, train: pd.DataFrame, test: pd.DataFrame, params: dict
         info = json.loads(info_file.read_text())
     except json.JSONDecodeError as e:
         raise ExternalError(f"{name}: {info_file}: not valid JSON ({e})") from None
-    required = ("library", "version", "seconds_per_epoch", "seconds_total", "not_expressed", "translated")
-    missing = [k for k in required if k not in info]
+    missing = [k for k in INFO_KEYS if k not in info]
     if missing:
         raise ExternalError(f"{name}: {info_file}: missing key(s) {missing}")
     ranks = check_rank_record(pd.read_csv(ranks_file), train, test, where=f"{name}: {ranks_file}")
@@ -434,15 +435,6 @@ def workflow_options(config: dict) -> str:
     checkout = ((config.get("external") or {}).get("authors") or {}).get("checkout")
     opts = {AUTHORS: {"checkout": os.path.abspath(os.path.expanduser(checkout))}} if checkout else {}
     return json.dumps(opts)
-
-
-def workflow_params(config: dict, run: str) -> dict:
-    """An external run's params; ``study.epochs`` applies as to our GRU4Rec runs (the same setting)."""
-    params = dict(config["runs"][run].get("params") or {})
-    epochs = (config.get("study") or {}).get("epochs")
-    if epochs:
-        params["n_epochs"] = epochs
-    return params
 
 
 # --------------------------------------------------------------------------- command line

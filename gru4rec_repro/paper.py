@@ -12,7 +12,8 @@ Every number is RSC15 (official split), as printed in its source. Each
   - the 2016-2017 papers (ICLR 2016, Bogina & Kuflik 2017, CIKM 2018) were
     measured by the authors' code of that time: optimistic ranks, a hit only
     when rank < 20 -> ``paper2016``; their baselines may have used a random
-    tie-break with the same cut, so ``also`` names ``paper2016_random``;
+    tie-break with the same cut (``paper2016_random``; the baselines and
+    iclr2016 tables show ours under it too);
   - the authors' figures of 2018 and later (the official PyTorch README, the
     Theano ``run_rsc15.py`` script) use conservative ties, rank <= 20 ->
     ``conservative``;
@@ -54,7 +55,6 @@ class Published:
     setting: str
     protocol: str
     policy: str
-    also: tuple = ()
     note: str = ""
 
     def get(self, metric: str, k: int = PAPER_CUTOFF) -> float:
@@ -71,11 +71,6 @@ class Published:
     def mrr(self) -> float:
         return self.get("mrr")
 
-    @property
-    def policies(self) -> tuple:
-        """The protocol that reproduces the measurement, then any alternative."""
-        return (self.policy,) + tuple(self.also)
-
     def cite(self) -> str:
         """One line for a table note: source; setting; protocol."""
         text = f"{self.source}; setting: {self.setting}; protocol: {self.protocol}"
@@ -83,13 +78,13 @@ class Published:
 
 
 def _p(recall: float, mrr: float, source: str, setting: str, protocol: str, policy: str,
-       also: tuple = (), note: str = "", **more: float) -> Published:
+       note: str = "", **more: float) -> Published:
     values = {"recall@20": recall, "mrr@20": mrr}
     values.update({k.replace("_at_", "@"): v for k, v in more.items()})
-    return Published(values, source, setting, protocol, policy, also, note)
+    return Published(values, source, setting, protocol, policy, note)
 
 
-_ICLR_BASE = dict(protocol=PROTOCOL_2016_BASELINES, policy="paper2016", also=("paper2016_random",))
+_ICLR_BASE = dict(protocol=PROTOCOL_2016_BASELINES, policy="paper2016")
 _ICLR_GRU = "GRU4Rec, one-hot input, no extra samples, tanh output, batch 50, SessionId order"
 _POP = _p(0.0050, 0.0012, ICLR2016_T1, "POP: top 100 by support", **_ICLR_BASE)
 _SPOP = _p(0.2672, 0.1775, ICLR2016_T1, "S-POP: session counts + POP tie-break", **_ICLR_BASE)
@@ -103,7 +98,7 @@ _TUT_BASE = ("as printed in the tutorial's baselines table, which copies ICLR 20
 
 def _tut(p: Published) -> Published:
     return Published(p.values, f"{TUTORIAL_BASELINES} = {p.source}", p.setting, p.protocol, p.policy,
-                     p.also, _TUT_BASE)
+                     _TUT_BASE)
 
 
 #: (table, row) -> published value.

@@ -34,6 +34,8 @@ from pathlib import Path
 
 import yaml
 
+from .contract import run_params
+
 REPO = Path(__file__).resolve().parents[1]
 
 #: Training throughput in events/s of one job (one thread on CPU; one GPU),
@@ -58,10 +60,11 @@ THROUGHPUT: dict[str, float] = {
     # The Keras port (batch 512, softmax over every item): not measured here;
     # assumed at the Keras GRU4Rec's cross-entropy speed.
     "gru4rec_keras/port/cpu": 2884.0,
-    # GPU, PyTorch: measured on one H100 (benchmarks/logs/2026-11-28-h100-gpu_check-graph.log):
-    # one whole epoch of 403,402 RSC15-shaped events (35,212 items) with the step
-    # replayed as a CUDA graph, capture and warm-up included: 90,169 events/s
-    # (cross-entropy) and 86,977 (BPR-max); the steady state is 117,171 / 106,789.
+    # GPU, PyTorch: measured on one H100 (benchmarks/logs/2026-11-28-h100-gpu_check-graph.log,
+    # one run each): one whole epoch of 403,402 RSC15-shaped events (35,212 items) with
+    # the step replayed as a CUDA graph, capture and warm-up included: 90,169 events/s
+    # (cross-entropy) and 86,977 (BPR-max). (The step alone on other, flatter data of
+    # 33,471 items: 117,171 / 106,789.)
     # The 2016 settings (TOP1/BPR, no extra samples) were not measured: their
     # steps replay as a graph too since their losses got closed forms, after that
     # run. Taken at the eager step's 11,328 events/s (batch 32, 2048 samples):
@@ -110,17 +113,12 @@ DATA_ROLES = ("prepare_data", "dwell_variant")
 
 
 # ---------------------------------------------------------------- configuration
-def update_config(config: dict, overwrite: dict) -> dict:
-    """Merge ``overwrite`` into ``config`` as Snakemake does: mappings key by key, all else replaced."""
-    from snakemake.utils import update_config as snakemake_update
-
-    snakemake_update(config, overwrite)
-    return config
-
-
 def load_config(configfiles=(), base: str | Path | None = None) -> dict:
-    """config/config.yaml with ``configfiles`` merged over it in order, validated (defaults filled)."""
-    from snakemake.utils import validate
+    """config/config.yaml with ``configfiles`` merged over it in order, validated (defaults filled).
+
+    Merged as ``snakemake --configfile`` merges: mappings key by key, all else replaced.
+    """
+    from snakemake.utils import update_config, validate
 
     base = Path(base) if base else REPO / "config" / "config.yaml"
     config = yaml.safe_load(base.read_text())
@@ -215,25 +213,43 @@ def variant_events(dataset: str, variant: str, base: dict, results: Path) -> tup
 
 
 # ---------------------------------------------------------------- costs
-def setting_of(implementation: str, params: dict) -> str:
-    """The throughput class of a run: xe, ranking, onehot, port or epoch (BPR-MF)."""
+def missing_params_file(params: dict, base_dir: str | Path = REPO) -> Path | None:
+    """The run's ``params_file:`` when it is given but not found (relative paths: under ``base_dir``)."""
+    if params.get("params_file") is None:
+        return None
+    path = Path(params["params_file"])
+    path = path if path.is_absolute() else Path(base_dir) / path
+    return None if path.is_file() else path
+
+
+def setting_of(implementation: str, params: dict, base_dir: str | Path = REPO) -> str:
+    """The throughput class of a run: xe, ranking, onehot, port or epoch (BPR-MF).
+
+    GRU4Rec settings are the ones the run trains with (:func:`gru4rec_params.resolve`:
+    the official defaults, ``params_file:``, ``ps:``, the other keys); a relative
+    ``params_file`` is read under ``base_dir``, the workflow's working directory (where
+    each job reads it). A ``params_file`` not found there is left out (the other keys
+    over the defaults; :func:`make_plan` lists it under the assumptions).
+    """
+    from . import gru4rec_params
+
     if implementation == "bprmf":
         return "epoch"
     if params.get("variant", "gru4rec") == "port":
         return "port"
-    if not params.get("n_sample", 2048):
+    known = set(gru4rec_params.known_keys())
+    given = {k: v for k, v in params.items() if k in known}  # an implementation's own keys aside
+    if missing_params_file(given, base_dir) is not None:
+        del given["params_file"]
+    p = gru4rec_params.resolve(given, base_dir=base_dir)
+    if not p["n_sample"]:
         return "onehot"
-    return "xe" if params.get("loss", "cross-entropy") == "cross-entropy" else "ranking"
+    return "xe" if p["loss"] == "cross-entropy" else "ranking"
 
 
 def epochs_of(config: dict, run: str) -> int:
     """Epochs a run trains, as the workflow passes them (study.epochs over GRU4Rec runs but the port)."""
-    spec = config["runs"][run]
-    params = spec.get("params", {})
-    neural = spec["implementation"] in ("gru4rec_torch", "gru4rec_keras")
-    if neural and params.get("variant", "gru4rec") == "gru4rec" and config["study"].get("epochs"):
-        return int(config["study"]["epochs"])
-    return int(params.get("n_epochs", 10))
+    return int(run_params(config, run).get("n_epochs", 10))
 
 
 @dataclass
@@ -296,6 +312,7 @@ class Plan:
     cores: int
     sources: dict
     costs: list
+    notes: list = field(default_factory=list)  # further assumptions (params files not found)
 
 
 def make_plan(config: dict, jobs: list[Job], gpus: int, cores: int, throughput: dict | None = None,
@@ -317,6 +334,15 @@ def make_plan(config: dict, jobs: list[Job], gpus: int, cores: int, throughput: 
             variant = f"dwell{_fmt(dwell['threshold'])}-{dwell['apply_to'].replace('+', '')}"
             sizes[(d, run)], sources[f"{d}/{variant}"] = variant_events(d, variant, sizes[(d, None)], results)
     costs = [job_cost(j, config, sizes, throughput, gpus) for j in jobs]
+    notes = []
+    for run in sorted({j.wildcards["run"] for j in jobs if "run" in j.wildcards}):
+        spec = config["runs"][run]
+        params = spec.get("params", {})
+        missing = missing_params_file(params)
+        if (missing is not None and spec["implementation"] not in (*BASELINE_SECONDS_PER_MILLION, "bprmf")
+                and params.get("variant", "gru4rec") != "port"):
+            notes.append(f"run {run}: params_file {missing} not found; its setting class is taken from "
+                         "the run's other keys over the official defaults")
     per_rule: dict = {}
     stage = {j.rule: (0 if j.rule in DATA_ROLES else 1 if "run" in j.wildcards else 2) for j in jobs}
     for j in sorted(jobs, key=lambda j: (stage[j.rule], j.rule)):  # data, training, the rest
@@ -333,7 +359,7 @@ def make_plan(config: dict, jobs: list[Job], gpus: int, cores: int, throughput: 
             + max(schedule([c.seconds for c in training if c.device == "gpu"], gpus),
                   schedule([c.seconds for c in training if c.device == "cpu"], cpu_slots))
             + schedule([c.seconds for c in rest], cores))
-    return Plan(per_rule, cpu_s / 3600, gpu_s / 3600, wall / 3600, gpus, cores, sources, costs)
+    return Plan(per_rule, cpu_s / 3600, gpu_s / 3600, wall / 3600, gpus, cores, sources, costs, notes)
 
 
 def _fmt(x) -> str:
@@ -361,6 +387,7 @@ def format_plan(plan: Plan, configfiles, throughput: dict) -> str:
     lines += ["", "assumptions:"]
     for d, src in sorted(plan.sources.items()):
         lines.append(f"  events of {d}: {src}")
+    lines += [f"  {note}" for note in plan.notes]
     used = sorted({c.note.split(":")[0] for c in train if "/" in c.note})
     for key in used:
         lines.append(f"  {key}: {throughput[key]:,.0f} events/s per job")

@@ -34,7 +34,7 @@ from .contract import DETERMINISTIC, RunContext, resolve, validate_ranks
 from .data.errors import DataError
 from .data.prepared import read_tsv
 from .evaluation import metrics_from_ranks
-from .split import COLUMNS, DTYPES, sort_sessions
+from .split import COLUMNS, DTYPES, dataset_info, sort_sessions
 
 log = logging.getLogger("gru4rec_repro.run")
 
@@ -58,25 +58,18 @@ def read_split_file(path: str | os.PathLike) -> pd.DataFrame:
 
 
 def _why_empty(path: Path) -> str:
-    """What the split's manifest (or the manifest of the split it derives from) says is missing."""
-    manifest_path = path.parent / "manifest.json"
-    for _ in range(2):  # the folder's own manifest, then that of the split a dwell variant comes from
-        try:
-            manifest = json.loads(manifest_path.read_text())
-        except (OSError, ValueError):
-            return ""
-        validation = manifest.get("validation") or {}
-        if path.stem in ("train_tr", "train_valid") and validation.get("available") is False:
-            name = manifest.get("dataset", "?")
-            keys = " and ".join(f"datasets.{name}.{k}" for k in validation.get("missing_keys", []))
-            return (f": dataset {name!r} has no validation split ({validation.get('reason', '')}); "
-                    f"study.eval_split 'valid' needs one: give {keys} in the config, "
-                    "or evaluate on test (study.eval_split: test)")
-        derived = manifest.get("derived_from", {}).get("dir")
-        if not derived:
-            return ""
-        manifest_path = Path(derived) / "manifest.json"
-    return ""
+    """What the split's manifest says is missing (a validation split the dataset cannot have)."""
+    if path.stem not in ("train_tr", "train_valid"):
+        return ""
+    info = dataset_info(path.parent)
+    validation = info.get("validation") or {}
+    if validation.get("available") is not False:
+        return ""
+    name = info.get("dataset", "?")
+    keys = " and ".join(f"datasets.{name}.{k}" for k in validation.get("missing_keys", []))
+    return (f": dataset {name!r} has no validation split ({validation.get('reason', '')}); "
+            f"study.eval_split 'valid' needs one: give {keys} in the config, "
+            "or evaluate on test (study.eval_split: test)")
 
 
 def data_sha256(*frames: pd.DataFrame) -> str:
@@ -182,30 +175,47 @@ def run_seeds(
     if len(set(seeds)) != len(seeds):
         raise ValueError(f"run_seeds: seeds repeat: {list(seeds)}")
     data_key = data_sha256(train, test)
-    folders = []
-    for seed in seeds:
-        outdir = Path(outroot) / f"seed{seed}"
-        key = run_key(implementation, params, seed, data_key)
-        if seed_is_complete(outdir, key):
-            log.info("%s seed %d: complete in %s; skipped", implementation, seed, outdir)
-        else:
-            run_implementation(implementation, train, test, params, seed, outdir, threads=threads,
-                               device=device, progress=progress, key=key)
-        folders.append(outdir)
-    return folders
+    return [run_seed(implementation, train, test, params, seed, Path(outroot) / f"seed{seed}",
+                     data_key=data_key, threads=threads, device=device, progress=progress)
+            for seed in seeds]
 
 
-def write_metrics(ranks_path: str | os.PathLike, metrics_path: str | os.PathLike,
-                  log_path: str | os.PathLike | None = None, *, ranks: pd.DataFrame | None = None) -> dict:
+def run_seed(
+    implementation: str,
+    train: pd.DataFrame,
+    test: pd.DataFrame,
+    params: dict,
+    seed: int,
+    outdir: str | os.PathLike,
+    *,
+    data_key: str | None = None,
+    threads: int = 1,
+    device: str = "auto",
+    progress: bool = True,
+) -> Path:
+    """One seed in ``outdir``: skipped when already complete (:func:`seed_is_complete`), else
+    trained (resuming from its checkpoint) and ranked; returns ``outdir``.
+
+    ``data_key``: :func:`data_sha256` of ``train`` and ``test`` when already computed.
+    """
+    outdir = Path(outdir)
+    key = run_key(implementation, params, seed, data_sha256(train, test) if data_key is None else data_key)
+    if seed_is_complete(outdir, key):
+        log.info("%s seed %d: complete in %s; skipped", implementation, seed, outdir)
+    else:
+        run_implementation(implementation, train, test, params, seed, outdir, threads=threads,
+                           device=device, progress=progress, key=key)
+    return outdir
+
+
+def write_metrics(ranks_path: str | os.PathLike, metrics_path: str | os.PathLike, *,
+                  ranks: pd.DataFrame | None = None) -> dict:
     """The shared rank record -> ``metrics.json`` step (every run's, in its training process).
 
     ``ranks``: the rank record already in memory (else read from ``ranks_path``).
-    ``log_path``: a file that gets the metrics as one JSON line.
     """
     metrics = metrics_from_ranks(pd.read_parquet(ranks_path) if ranks is None else ranks)
     atomic.write_json(metrics, metrics_path)
-    if log_path is not None:
-        Path(log_path).write_text(json.dumps(metrics) + "\n")
     c = metrics["conservative"]
     log.info(
         "%s: %d events, Recall@20 %.4f, MRR@20 %.4f (conservative ties)",

@@ -268,3 +268,23 @@ def read_split(outdir: str | os.PathLike, name: str) -> pd.DataFrame:
 
 def read_manifest(outdir: str | os.PathLike) -> dict:
     return json.loads((Path(outdir) / "manifest.json").read_text())
+
+
+#: Manifest entries about the dataset a split comes from; a split derived from
+#: another (a dwell variant) carries them over into its own manifest.
+DATASET_KEYS = ("dataset", "validation")
+
+
+def dataset_info(outdir: str | os.PathLike) -> dict:
+    """The :data:`DATASET_KEYS` entries of the manifest in ``outdir`` ({} without a readable manifest).
+
+    A dwell variant's manifest written before variants carried these entries
+    lacks them: then they are read from the split it derives from (``derived_from``).
+    """
+    try:
+        manifest = read_manifest(outdir)
+        if "dataset" not in manifest and manifest.get("derived_from", {}).get("dir"):
+            manifest = read_manifest(manifest["derived_from"]["dir"])
+    except (OSError, ValueError):
+        return {}
+    return {k: manifest[k] for k in DATASET_KEYS if k in manifest}

@@ -66,7 +66,9 @@ Seed gap (:func:`seed_gap_test`)
     "exceeds the seed spread" when |mean_a - mean_b| > 2 x pooled sd, the
     pooled sd being sqrt(((n_a-1) sd_a^2 + (n_b-1) sd_b^2) / (n_a+n_b-2)); a
     side with one seed contributes no spread. Undefined (None / NaN) when
-    n_a + n_b < 3, and the Welch test needs >= 2 seeds per side.
+    n_a + n_b < 3, and the Welch test needs >= 2 seeds per side. With one
+    seed on one side, :func:`one_sample_gap_test` tests the other side's
+    per-seed metrics against that one value (one-sample t-test).
 
 Multiple comparisons
     :func:`holm` (step-down, family-wise error) and :func:`benjamini_hochberg`
@@ -469,6 +471,23 @@ def seed_gap_test(
             out["welch_ci95"] = tuple(float(x) for x in res.confidence_interval(0.95))
             out["welch_ci90"] = tuple(float(x) for x in res.confidence_interval(0.90))
     return out
+
+
+def one_sample_gap_test(per_seed_many: Iterable[float], one: float) -> float:
+    """p of the one-sample t-test of a run's per-seed metrics against another run's one value.
+
+    The seed-level test when one side has a single seed. NaN values are
+    ignored; NaN when fewer than 2 values remain. Identical values (sd exactly
+    0 by :func:`seed_summary`): p = 1 if they equal ``one`` else 0.
+    """
+    many = np.asarray(list(per_seed_many), dtype=np.float64)
+    many = many[~np.isnan(many)]
+    mean, sd, n = seed_summary(many)
+    if n < 2:
+        return float("nan")
+    if sd == 0:
+        return 1.0 if mean == one else 0.0
+    return float(sps.ttest_1samp(many, one).pvalue)
 
 
 # ------------------------------------------------------------ multiple comparisons

@@ -152,7 +152,7 @@ import threading  # noqa: E402
 from pathlib import Path  # noqa: E402
 
 from gru4rec_repro import external  # noqa: E402
-from gru4rec_repro.contract import EXTERNAL, resolve  # noqa: E402
+from gru4rec_repro.contract import EXTERNAL, resolve, run_params  # noqa: E402
 
 
 def frame(rows):
@@ -462,7 +462,7 @@ def test_workflow_settings_add_the_panel_and_leave_out_the_unconfigured_authors_
     config["external"]["authors"] = {"checkout": "/x/GRU4Rec_PyTorch_Official"}
     assert external.study_runs(config, ["torch-xe"]) == (["torch-xe", "authors-xe", "recbole-xe"], [])
     assert json.loads(external.workflow_options(config)) == {"authors": {"checkout": "/x/GRU4Rec_PyTorch_Official"}}
-    assert external.workflow_params(config, "recbole-xe") == {"n_epochs": 3}  # study.epochs, as torch-xe
+    assert run_params(config, "recbole-xe") == {"n_epochs": 3}  # study.epochs, as torch-xe
     config["external"]["panel"] = ["nope"]
     with pytest.raises(ValueError, match="external.panel names 'nope'"):
         external.study_runs(config, [])

@@ -22,7 +22,6 @@ need it once).
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 import textwrap
@@ -74,10 +73,6 @@ def build_env(name: str) -> Path:
             pytest.skip(f"the package index cannot be reached (pip index versions {package}), "
                         f"so the {name} environment cannot be built")
     return external.build_environment(name)
-
-
-def env_python(env: Path) -> Path:
-    return env / ("Scripts/python.exe" if os.name == "nt" else "bin/python")
 
 
 @pytest.fixture(scope="session")
@@ -223,9 +218,8 @@ def test_same_seed_gives_the_same_rank_record(name, adapter_runs, tiny, tmp_path
 
 
 def run_in_env(python: Path, code: str, *args: str) -> str:
-    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "PYTHONHOME", "VIRTUAL_ENV")}
     proc = subprocess.run([str(python), "-c", textwrap.dedent(code), *args], capture_output=True, text=True,
-                          env=dict(env, OMP_NUM_THREADS="1", PYTHONNOUSERSITE="1"), timeout=1800)
+                          env=external._clean_env({"OMP_NUM_THREADS": "1"}), timeout=1800)
     assert proc.returncode == 0, proc.stderr[-4000:]
     return proc.stdout
 
@@ -296,7 +290,7 @@ def _params_one_epoch(tiny, tmp_path, **over) -> Path:
 
 
 def test_cornac_batched_walk_equals_its_own_one_session_scoring(envs, tiny, tmp_path):
-    out = run_in_env(env_python(envs("cornac")), CORNAC_CHECK, str(EXTERNAL / "cornac" / "adapter.py"),
+    out = run_in_env(external._python(envs("cornac")), CORNAC_CHECK, str(EXTERNAL / "cornac" / "adapter.py"),
                      str(tiny["folder"] / "train.tsv"), str(tiny["folder"] / "test.tsv"),
                      str(_params_one_epoch(tiny, tmp_path, n_sample=64)))
     result = json.loads(out.strip().splitlines()[-1])
@@ -304,7 +298,7 @@ def test_cornac_batched_walk_equals_its_own_one_session_scoring(envs, tiny, tmp_
 
 
 def test_recpack_chunked_forward_equals_its_own_predict_on_the_last_prefix(envs, tiny, tmp_path):
-    out = run_in_env(env_python(envs("recpack")), RECPACK_CHECK, str(EXTERNAL / "recpack" / "adapter.py"),
+    out = run_in_env(external._python(envs("recpack")), RECPACK_CHECK, str(EXTERNAL / "recpack" / "adapter.py"),
                      str(tiny["folder"] / "train.tsv"), str(tiny["folder"] / "test.tsv"),
                      str(_params_one_epoch(tiny, tmp_path)))
     result = json.loads(out.strip().splitlines()[-1])
@@ -340,5 +334,6 @@ def test_torch_rechub_defects_the_adapter_works_around_still_hold(envs):
     If a new release fixes either, the adapter's translation (in-batch
     negatives only; a 2-layer GRU whatever the run's depth) must be revisited.
     """
-    out = json.loads(run_in_env(env_python(envs("torch_rechub")), TORCH_RECHUB_FORWARD).strip().splitlines()[-1])
+    out = run_in_env(external._python(envs("torch_rechub")), TORCH_RECHUB_FORWARD)
+    out = json.loads(out.strip().splitlines()[-1])
     assert out == {"forward": [4, 8], "gru_layers": 2, "layers_settable": False}

@@ -14,8 +14,6 @@ epoch and their ratio, the parameters the library cannot express
 """
 from __future__ import annotations
 
-import json
-import math
 from pathlib import Path
 
 import pandas as pd
@@ -25,8 +23,8 @@ from .. import stats
 from ..contract import EXTERNAL
 from ..external import AUTHORS, EXTERNAL_DIR
 from .common import (
-    CORRECTION, CORRECTION_NAMES, METRIC_LABELS, Study, Table, _ci_text, _common_notes, _diff_ci,
-    _empty, _mean_sd, _p, _seconds, _tests_note, ci_note,
+    CORRECTION, CORRECTION_NAMES, METRIC_LABELS, Study, Table, _common_notes, _diff_ci, _empty,
+    _mean_sd, _p, _ratio, _seconds, _tests_note, add_verdicts, ci_note,
 )
 
 #: The checklist's items, in the order of INTERFACES.md section 5.
@@ -56,14 +54,7 @@ def authors_run(st: Study, setting: str) -> str | None:
 
 def adapter_info(st: Study, run: str) -> dict:
     """The first seed's adapter_info.json of a run (empty when it has none)."""
-    for s in st.run(run).seeds:
-        path = st.results_dir / "runs" / run / f"seed{s}" / "adapter_info.json"
-        if path.is_file():
-            try:
-                return json.loads(path.read_text())
-            except json.JSONDecodeError as e:
-                raise ValueError(f"{path}: not valid JSON ({e.msg})") from None
-    return {}
+    return next(iter(st.seed_json(run, "adapter_info.json")), {})
 
 
 def read_features(implementation: str, folder: Path = EXTERNAL_DIR) -> dict:
@@ -83,13 +74,17 @@ def read_features(implementation: str, folder: Path = EXTERNAL_DIR) -> dict:
     return data
 
 
-def _label(st: Study, run: str) -> str:
-    """Short name of a run's implementation: "authors' code", "<library> <version>", "ours (PyTorch)"."""
+def _label(st: Study, run: str, info: dict | None = None) -> str:
+    """Short name of a run's implementation: "authors' code", "<library> <version>", "ours (PyTorch)".
+
+    ``info``: the run's :func:`adapter_info` when already read (read here otherwise).
+    """
     impl = st.runs_config[run]["implementation"]
     if impl == AUTHORS:
         return "authors' code"
     if impl in EXTERNAL:
-        info = adapter_info(st, run)
+        if info is None:
+            info = adapter_info(st, run)
         version = f" {info['version']}" if info.get("version") else ""
         return f"{info.get('library', impl)}{version}"
     return "ours (PyTorch)"
@@ -117,6 +112,7 @@ def audit_table(st: Study) -> Table:
         else:
             notes_extra.append(f"{run}: no run {ours!r} in the config, so no comparison with ours.")
         info = adapter_info(st, run)
+        label = _label(st, run, info)
         not_expressed = ", ".join(sorted(info.get("not_expressed", {}))) or "none"
         sec_e = stats.seed_summary(st.run(run).seconds_per_epoch())
         for j, ref in enumerate(refs):
@@ -130,7 +126,7 @@ def audit_table(st: Study) -> Table:
                 cie, cir = st.ci(run, metric), st.ci(ref, metric)
                 g = c["seed_gap"]
                 rows.append({
-                    "run": run, "implementation": impl, "library": _label(st, run),
+                    "run": run, "implementation": impl, "library": label,
                     "version": info.get("version", ""), "setting": setting,
                     "reference": ref, "reference_label": _label(st, ref), "metric": f"{metric}@{st.k}",
                     "mean": me, "sd": sde, "n": ne, "ref_mean": mr, "ref_sd": sdr, "ref_n": nr,
@@ -148,17 +144,7 @@ def audit_table(st: Study) -> Table:
     if not rows:
         return _empty("audit", ["Implementation", "Against", "Metric"], st)
     data = pd.DataFrame(rows)
-    data["p_adj"] = stats.adjust(data["p"], CORRECTION)
-    data["welch_p_adj"] = stats.adjust(data["welch_p"], CORRECTION)
-    verdicts = [stats.equivalence_verdict(c, margin=st.margin, alpha=st.alpha, p_adjusted=row.p_adj,
-                                          seed_gap=c["seed_gap"], welch_p_adjusted=row.welch_p_adj)
-                for c, row in zip(comps, data.itertuples())]
-    data["verdict"] = [v["verdict"] for v in verdicts]
-    data["verdict_reason"] = [v["reason"] for v in verdicts]
-
-    def ratio(x):
-        return "–" if math.isnan(x) else f"{x:.2f}x"
-
+    add_verdicts(st, data, comps)
     disp = pd.DataFrame({
         "Implementation": [f"{r.library} ({r.run})" for r in data.itertuples()],
         "Against": [f"{r.reference_label} ({r.reference})" for r in data.itertuples()],
@@ -170,11 +156,11 @@ def audit_table(st: Study) -> Table:
         "Verdict": data["verdict"],
         "s/epoch": data["s_per_epoch"].map(_seconds),
         "s/epoch against": data["ref_s_per_epoch"].map(_seconds),
-        "Time ratio": data["s_per_epoch_ratio"].map(ratio),
+        "Time ratio": data["s_per_epoch_ratio"].map(_ratio),
         "Not expressed": data["not_expressed"],
     })
-    notes = _common_notes(st, _tests_note(st, "Implementation - against"), [], paper_columns=False)
-    notes[1] = "Mean ± sd over the n seeds shown; the 95% CIs of each run alone are in the CSV."
+    notes = _common_notes(st, _tests_note(st, "Implementation - against"),
+                          "Mean ± sd over the n seeds shown; the 95% CIs of each run alone are in the CSV.")
     notes += [
         f"Verdict (margin {st.margin:.0%} of the reference value, alpha {st.alpha}), as in the "
         "frameworks table: equivalent = the 90% bootstrap CI of the difference lies inside +-margin "
@@ -199,8 +185,9 @@ def audit_table(st: Study) -> Table:
     notes.append(ci_note(st, used))
     for impl in dict.fromkeys(st.runs_config[r]["implementation"] for r in runs):
         first = next(r for r in runs if st.runs_config[r]["implementation"] == impl)
-        label = _label(st, first)
-        version = adapter_info(st, first).get("version", "")
+        info = adapter_info(st, first)
+        label = _label(st, first, info)
+        version = info.get("version", "")
         if impl == AUTHORS and version:
             label += f" ({version})"
         feats = read_features(impl)

@@ -13,8 +13,8 @@ import pandas as pd
 
 from .. import paper
 from .common import (
-    FRAMEWORKS, METRIC_LABELS, Study, Table, _empty, _rel_text, comparison_notes, published_rows,
-    relative_difference,
+    FRAMEWORKS, METRIC_LABELS, Study, Table, _empty, _num, _rel_text, comparison_notes,
+    published_rows, relative_difference,
 )
 
 #: (published key, setting suffix of the run names).
@@ -32,9 +32,7 @@ def authors_current_table(st: Study) -> Table:
     rows = [(f"{key} ({FRAMEWORKS[fw]})", f"{fw}-{suffix}", key)
             for key, suffix in SETTINGS for fw in FRAMEWORKS]
 
-    def at_other_cutoffs(label: str, run: str) -> tuple[dict, dict]:
-        key = rows[[r[0] for r in rows].index(label)][2]
-        pub = paper.published("authors_current", key)
+    def at_other_cutoffs(label: str, run: str, key: str, pub: paper.Published) -> tuple[dict, dict]:
         d, v = {}, {}
         for k in EXTRA_CUTOFFS:
             for metric, lab in METRIC_LABELS.items():
@@ -45,7 +43,7 @@ def authors_current_table(st: Study) -> Table:
                 rel = relative_difference(ours, ref)
                 d.update({f"paper_{metric}@{k}": ref, f"{metric}@{k}_ours": ours,
                           f"{metric}@{k}_rel_diff": rel})
-                v[f"{lab}@{k} paper / ours"] = ("–" if ref != ref else f"{ref:.4f}") + f" / {ours:.4f}"
+                v[f"{lab}@{k} paper / ours"] = f"{_num(ref)} / {ours:.4f}"
                 v[f"{lab}@{k} rel. diff"] = _rel_text(rel)
         return d, v
 
@@ -53,7 +51,7 @@ def authors_current_table(st: Study) -> Table:
                                             extra=at_other_cutoffs)
     if not data:
         return _empty("authors_current", ["Row", "Run"], st)
-    notes = comparison_notes(st, pubs, runs)
+    notes = comparison_notes(st, pubs, runs, conservative=False)
     notes.append(
         "All published values here are the authors' 2018+ figures (conservative ties, rank <= K), "
         "so 'ours, paper's protocol' is ours under conservative ties. Recall and MRR at 1, 5 and "

@@ -21,7 +21,8 @@ t-test on per-seed metrics when both runs have >= 2 seeds, a one-sample t-test
 of the multi-seed run's per-seed metrics against the one-seed run's value when
 one has a single seed. Both p columns are Holm-adjusted across the table.
 
-Verdict rule (:func:`claim_verdict`), alpha 0.05, direction = the claimed sign:
+Verdict rule (:func:`claim_verdict`), alpha = the study's ``alpha`` (default 0.05),
+direction = the claimed sign:
 
 * holds: the 95% CI of a - b excludes 0 in the claimed direction, the adjusted
   p < alpha, and the adjusted seed-level p < alpha where there is one;
@@ -40,7 +41,6 @@ import math
 
 import numpy as np
 import pandas as pd
-from scipy import stats as sps
 
 from .. import paper, stats
 from .common import (
@@ -96,17 +96,21 @@ def claim_verdict(c: dict, direction: int, p_adj: float, seed_p_adj: float, equi
     return "inconclusive", "95% CI includes 0"
 
 
-def seed_level_p(per_seed_a: np.ndarray, per_seed_b: np.ndarray) -> tuple[float, str]:
-    """p of the seed-level test (see the module docstring) and its name; NaN when none applies."""
+def seed_level_p(per_seed_a: np.ndarray, per_seed_b: np.ndarray,
+                 seed_gap: dict | None = None) -> tuple[float, str]:
+    """p of the seed-level test (see the module docstring) and its name; NaN when none applies.
+
+    ``seed_gap``: the comparison's :func:`gru4rec_repro.stats.seed_gap_test` of the same
+    per-seed values (``c["seed_gap"]`` of :meth:`Study.compare`), whose Welch p is reused
+    when both sides have >= 2 seeds.
+    """
     a, b = np.asarray(per_seed_a, float), np.asarray(per_seed_b, float)
     if len(a) >= 2 and len(b) >= 2:
-        g = stats.seed_gap_test(a, b)
+        g = seed_gap if seed_gap is not None else stats.seed_gap_test(a, b)
         return g["welch_p"], "Welch"
     if len(a) >= 2 and len(b) == 1 or len(a) == 1 and len(b) >= 2:
         many, one = (a, b[0]) if len(a) >= 2 else (b, a[0])
-        if np.std(many, ddof=1) == 0:
-            return (1.0 if many[0] == one else 0.0), "one-sample t"
-        return float(sps.ttest_1samp(many, one).pvalue), "one-sample t"
+        return stats.one_sample_gap_test(many, one), "one-sample t"
     return float("nan"), "none (one seed each)"
 
 
@@ -167,7 +171,7 @@ def claims_table(st: Study) -> Table:
         comps.append((f"{r['a']} vs {r['b']} {r['metric']}", c))
         pa = st.run(r["a"]).per_seed(r["metric"], st.k, PROTOCOL)
         pb = st.run(r["b"]).per_seed(r["metric"], st.k, PROTOCOL)
-        seed_p, seed_test = seed_level_p(pa, pb)
+        seed_p, seed_test = seed_level_p(pa, pb, c["seed_gap"])
         cons_a = st.summary(r["a"], r["metric"])[0]
         cons_b = st.summary(r["b"], r["metric"])[0]
         rows.append({
@@ -216,7 +220,7 @@ def claims_table(st: Study) -> Table:
         "(unpaired rows: z-test); seed p: Welch t-test on per-seed metrics when both runs have >= 2 "
         "seeds, one-sample t-test against the one-seed run's value otherwise (CSV column "
         f"seed_test); both {holm}-adjusted across this table.",
-        "Verdict rule (alpha 0.05): holds = the 95% CI of a - b excludes 0 in the claimed "
+        f"Verdict rule (alpha {st.alpha}): holds = the 95% CI of a - b excludes 0 in the claimed "
         "direction, the adjusted p < alpha and the adjusted seed p < alpha (where there is one); "
         "contradicted = the same in the opposite direction, or no effect: the 90% CI of a - b lies "
         f"inside +-{st.margin:.0%} of b (and so does the seed gap's with >= 2 seeds each; TOST); "

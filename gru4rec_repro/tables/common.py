@@ -90,17 +90,23 @@ def read_train_log(path: Path) -> pd.DataFrame:
     return df.drop_duplicates("epoch", keep="last").sort_values("epoch").reset_index(drop=True)
 
 
+def _read_json_object(path: Path, what: str = "a JSON object") -> dict:
+    """A JSON file holding one object; an error naming the file otherwise."""
+    try:
+        d = json.loads(path.read_text())
+    except json.JSONDecodeError as e:
+        raise ValueError(f"{path}: not valid JSON ({e.msg})") from None
+    if not isinstance(d, dict):
+        raise ValueError(f"{path}: expected {what}")
+    return d
+
+
 def _check_metrics_file(path: Path, ranks: pd.DataFrame) -> None:
     """metrics.json must agree with ranks.parquet (catches stale files).
 
     Checked at cut-off 20 for every protocol the file holds.
     """
-    try:
-        saved = json.loads(path.read_text())
-    except json.JSONDecodeError as e:
-        raise ValueError(f"{path}: not valid JSON ({e.msg})") from None
-    if not isinstance(saved, dict):
-        raise ValueError(f"{path}: expected a JSON object of protocols")
+    saved = _read_json_object(path, "a JSON object of protocols")
     for policy in POLICIES:
         value = (saved.get(policy) or {}).get("recall@20")
         if value is None:
@@ -218,20 +224,19 @@ class Study:
         )
         return c
 
-    def diagnostics(self, run: str) -> list[dict]:
-        """The run's ``diagnostics.json`` of each seed that has one (empty list when none)."""
+    def seed_json(self, run: str, filename: str) -> list[dict]:
+        """The JSON object ``filename`` of each of the run's seeds that has one, in seed order
+        (empty list when none)."""
         out = []
         for s in self.run(run).seeds:
-            path = self.results_dir / "runs" / run / f"seed{s}" / "diagnostics.json"
+            path = self.results_dir / "runs" / run / f"seed{s}" / filename
             if path.is_file():
-                try:
-                    d = json.loads(path.read_text())
-                except json.JSONDecodeError as e:
-                    raise ValueError(f"{path}: not valid JSON ({e.msg})") from None
-                if not isinstance(d, dict):
-                    raise ValueError(f"{path}: expected a JSON object")
-                out.append(d)
+                out.append(_read_json_object(path))
         return out
+
+    def diagnostics(self, run: str) -> list[dict]:
+        """The run's ``diagnostics.json`` of each seed that has one (empty list when none)."""
+        return self.seed_json(run, "diagnostics.json")
 
 
 def load_config(config) -> dict:
@@ -253,23 +258,12 @@ def _num(x: float, digits: int = 4) -> str:
     return "–" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{x:.{digits}f}"
 
 
-def _signed(x: float, digits: int = 4) -> str:
-    return "–" if x is None or math.isnan(x) else f"{x:+.{digits}f}"
-
-
 def _mean_sd(mean: float, sd: float, n: int) -> str:
     if n == 0 or math.isnan(mean):
         return "–"
     if n == 1 or math.isnan(sd):
         return f"{mean:.4f} (n=1)"
     return f"{mean:.4f} ± {sd:.4f} (n={n})"
-
-
-def _diff_rel(diff: float, ref: float) -> str:
-    if math.isnan(diff):
-        return "–"
-    rel = diff / ref if ref else float("nan")
-    return f"{diff:+.4f} ({rel:+.1%})" if not math.isnan(rel) else f"{diff:+.4f}"
 
 
 def _diff_ci(diff: float, rel: float, ci: tuple[float, float]) -> str:
@@ -285,6 +279,16 @@ def _p(p: float) -> str:
 
 def _seconds(x: float) -> str:
     return "–" if math.isnan(x) else f"{x:.3g}"
+
+
+def _ratio(x: float) -> str:
+    return "–" if math.isnan(x) else f"{x:.2f}x"
+
+
+def _yes_no(x) -> str:
+    if x is None or (isinstance(x, float) and math.isnan(x)):
+        return "–"
+    return "yes" if x else "no"
 
 
 # ------------------------------------------------------------------------- tables
@@ -348,7 +352,7 @@ def _rel_text(rel: float) -> str:
     return f"{rel:+.1%}" + (" ≈" if abs(rel) <= SAME_LEVEL else "")
 
 
-def published_cells(st: Study, run: str | None, pub: paper.Published, metric: str,
+def published_cells(st: Study, run: str, pub: paper.Published, metric: str,
                     also: tuple = (), conservative: bool = True) -> tuple[dict, dict]:
     """The per-row columns of a published number next to ours (data dict, display dict).
 
@@ -360,26 +364,21 @@ def published_cells(st: Study, run: str | None, pub: paper.Published, metric: st
     (when ``conservative``), relative difference with "≈" for the same level.
     """
     lab = f"{METRIC_LABELS[metric]}@{st.k}"
-    ref = pub.get(metric, st.k) if pub is not None else float("nan")
-    policy = pub.policy if pub is not None else st.policy
-    nan = float("nan")
+    ref = pub.get(metric, st.k)
     d = {f"paper_{metric}": ref}
     v = {f"{lab} paper": _num(ref)}
-    if run is not None:
-        mean, sd, n = st.summary(run, metric, policy)
-        ci = st.ci(run, metric, policy)
-        low, high = ci["low"], ci["high"]
-    else:
-        mean, sd, n, low, high = nan, nan, 0, nan, nan
+    mean, sd, n = st.summary(run, metric, pub.policy)
+    ci = st.ci(run, metric, pub.policy)
+    low, high = ci["low"], ci["high"]
     rel = relative_difference(mean, ref)
     d.update({f"{metric}_ours": mean, f"{metric}_ours_sd": sd, f"{metric}_ci_low": low,
               f"{metric}_ci_high": high, "n_seeds": n})
     v[f"{lab} ours, paper's protocol [95% CI]"] = _ci_text(mean, low, high)
     for alt in also:
-        m_alt = st.summary(run, metric, alt)[0] if run is not None else nan
+        m_alt = st.summary(run, metric, alt)[0]
         d[f"{metric}_ours_{alt}"] = m_alt
         v[f"{lab} ours, {POLICY_SHORT[alt]}"] = _num(m_alt)
-    m_cons = st.summary(run, metric, "conservative")[0] if run is not None else nan
+    m_cons = st.summary(run, metric, "conservative")[0]
     d[f"{metric}_ours_conservative"] = m_cons
     if conservative:
         v[f"{lab} ours, conservative"] = _num(m_cons)
@@ -389,14 +388,19 @@ def published_cells(st: Study, run: str | None, pub: paper.Published, metric: st
     return d, v
 
 
-def comparison_notes(st: Study, pubs: dict[str, paper.Published], runs: list[str]) -> list[str]:
-    """Notes of a table that puts published numbers next to ours: sources, protocols, CIs."""
+def comparison_notes(st: Study, pubs: dict[str, paper.Published], runs: list[str],
+                     conservative: bool = True) -> list[str]:
+    """Notes of a table that puts published numbers next to ours: sources, protocols, CIs.
+
+    ``conservative``: whether the table shows the 'ours, conservative' column
+    (:func:`published_cells`); the notes describe it only then.
+    """
     notes = [
         "Paper: the published value with its protocol (column Protocol). 'Ours, paper's protocol' "
         "is our result measured the way the published number was (2016-17 cut: optimistic rank "
-        f"= higher + 1, a hit only when rank < {st.k}; 2018+: conservative ties, rank <= {st.k}); "
-        "'ours, conservative' is today's conservative protocol (rank = higher + ties + 1 <= "
-        f"{st.k}), so the gap the protocol alone makes is visible.",
+        f"= higher + 1, a hit only when rank < {st.k}; 2018+: conservative ties, rank <= {st.k})"
+        + ("; 'ours, conservative' is today's conservative protocol (rank = higher + ties + 1 <= "
+           f"{st.k}), so the gap the protocol alone makes is visible." if conservative else "."),
         f"Rel. diff = (ours under the paper's protocol - paper) / paper, printed only when the "
         f"paper's value is >= {MIN_RELATIVE_BASE}; '≈' marks |rel. diff| <= {SAME_LEVEL:.0%}, "
         "the level the original authors call 'the same'.",
@@ -431,27 +435,34 @@ def ci_note(st: Study, runs: list[str]) -> str:
     return text + "."
 
 
-def _common_notes(st: Study, tests: str | None, sources: list[str],
-                  protocol: str | None = None, paper_columns: bool = True) -> list[str]:
-    notes = [
-        protocol or (
-            f"Recall@{st.k} and MRR@{st.k} over all predicted test events, conservative tie "
-            "policy (rank = items scoring higher + items tying + 1)."),
-        "Ours: mean ± sd over the n seeds shown (deterministic baselines run one seed).",
+def _common_notes(st: Study, tests: str, seeds: str) -> list[str]:
+    """The first notes of a table comparing our runs with each other (no paper columns):
+    the protocol, what the seed columns show (``seeds``) and the tests (``tests``)."""
+    return [
+        f"Recall@{st.k} and MRR@{st.k} over all predicted test events, conservative tie "
+        "policy (rank = items scoring higher + items tying + 1).",
+        seeds,
+        tests,
     ]
-    if tests:
-        notes.append(tests)
-    else:
-        notes.append("No hypothesis tests in this table (published values are single numbers), "
-                     "so no multiple-comparison correction.")
-    if sources:
-        notes.append("Paper values: " + "; ".join(sources) + ".")
-    if paper_columns and not st.is_paper_data:
-        notes.append(
-            f"Dataset '{st.dataset}' is not RSC15: the paper columns are RSC15 numbers, shown for "
-            "layout only and not expected to match."
+
+
+def add_verdicts(st: Study, data: pd.DataFrame, comps: list[dict], band: bool = False) -> None:
+    """Adjust the table's p and Welch p (columns p_adj, welch_p_adj) and add the equivalence
+    verdict of each comparison in ``comps`` (one per row of ``data``): columns verdict,
+    verdict_reason and, with ``band``, margin_band."""
+    data["p_adj"] = stats.adjust(data["p"], CORRECTION)
+    data["welch_p_adj"] = stats.adjust(data["welch_p"], CORRECTION)
+    verdicts = [
+        stats.equivalence_verdict(
+            c, margin=st.margin, alpha=st.alpha, p_adjusted=row.p_adj,
+            seed_gap=c["seed_gap"], welch_p_adjusted=row.welch_p_adj,
         )
-    return notes
+        for c, row in zip(comps, data.itertuples())
+    ]
+    data["verdict"] = [v["verdict"] for v in verdicts]
+    data["verdict_reason"] = [v["reason"] for v in verdicts]
+    if band:
+        data["margin_band"] = [v["band"] for v in verdicts]
 
 
 def _tests_note(st: Study, what: str) -> str:
@@ -491,8 +502,8 @@ def published_rows(st: Study, table: str, rows, also: tuple = (), conservative: 
     """Rows of a table comparing published numbers with ours.
 
     ``rows``: (label, run, key of :func:`gru4rec_repro.paper.published` in ``table``);
-    rows whose run is not in the config are skipped. ``extra(label, run) -> (data, display)``
-    adds columns. Returns (data rows, display rows, {label: Published}, runs).
+    rows whose run is not in the config are skipped. ``extra(label, run, key, pub) -> (data,
+    display)`` adds columns after the published cells (``pub``: the row's Published). Returns (data rows, display rows, {label: Published}, runs).
     """
     data, disp, pubs, runs = [], [], {}, []
     for label, run, key in rows:
@@ -510,7 +521,7 @@ def published_rows(st: Study, table: str, rows, also: tuple = (), conservative: 
             d.update(dd)
             v.update(vv)
         if extra is not None:
-            dd, vv = extra(label, run)
+            dd, vv = extra(label, run, key, pub)
             d.update(dd)
             v.update(vv)
         data.append(d)

@@ -14,6 +14,7 @@ import math
 
 import pandas as pd
 
+from .. import paper
 from .common import Study, Table, _empty, _pct, comparison_notes, published_rows
 
 #: (row = published key, train-only run, train+test run); rows without dwell time use
@@ -55,7 +56,7 @@ def _rows():
 
 
 def dwell_table(st: Study) -> Table:
-    def leak(label: str, run: str) -> tuple[dict, dict]:
+    def leak(label: str, run: str, key: str, pub: paper.Published) -> tuple[dict, dict]:
         share = repeat_share(st.run(run).ranks[0])
         return ({"repeat_share": share, "n_events": len(st.run(run).ranks[0])},
                 {"Targets = input": _pct(share)})

@@ -3,14 +3,12 @@ and ``keras-X``): paired difference Keras - PyTorch with CI, Holm-adjusted p,
 Welch test on per-seed metrics, verdict, seconds per epoch."""
 from __future__ import annotations
 
-import math
-
 import pandas as pd
 
 from .. import stats
 from .common import (
     CORRECTION, CORRECTION_NAMES, METRIC_LABELS, Study, Table, _ci_text, _common_notes, _diff_ci,
-    _empty, _p, _seconds, _tests_note, ci_note,
+    _empty, _p, _ratio, _seconds, _tests_note, _yes_no, add_verdicts, ci_note,
 )
 
 
@@ -38,7 +36,7 @@ def frameworks_table(st: Study) -> Table:
         sec_k = stats.seed_summary(st.run(keras_run).seconds_per_epoch())
         for j, metric in enumerate(METRIC_LABELS):
             c = st.compare(keras_run, torch_run, metric, seed=1000 * i + j)
-            comps.append((f"{setting} {metric}", c))
+            comps.append(c)
             mt, sdt, nt = st.summary(torch_run, metric)
             mk, sdk, nk = st.summary(keras_run, metric)
             cit, cik = st.ci(torch_run, metric), st.ci(keras_run, metric)
@@ -61,18 +59,7 @@ def frameworks_table(st: Study) -> Table:
                 "s_per_epoch_ratio": sec_k[0] / sec_t[0] if sec_t[0] else float("nan"),
             })
     data = pd.DataFrame(rows)
-    data["p_adj"] = stats.adjust(data["p"], CORRECTION)
-    data["welch_p_adj"] = stats.adjust(data["welch_p"], CORRECTION)
-    verdicts = [
-        stats.equivalence_verdict(
-            c, margin=st.margin, alpha=st.alpha, p_adjusted=row.p_adj,
-            seed_gap=c["seed_gap"], welch_p_adjusted=row.welch_p_adj,
-        )
-        for (_, c), row in zip(comps, data.itertuples())
-    ]
-    data["verdict"] = [v["verdict"] for v in verdicts]
-    data["verdict_reason"] = [v["reason"] for v in verdicts]
-    data["margin_band"] = [v["band"] for v in verdicts]
+    add_verdicts(st, data, comps, band=True)
     disp = pd.DataFrame({
         "Setting": data["setting"],
         "Metric": [f"{METRIC_LABELS[m.split('@')[0]]}@{st.k}" for m in data["metric"]],
@@ -85,15 +72,14 @@ def frameworks_table(st: Study) -> Table:
                                      for r in data.itertuples()],
         f"p ({CORRECTION_NAMES[CORRECTION]})": data["p_adj"].map(_p),
         f"Welch p seeds ({CORRECTION_NAMES[CORRECTION]})": data["welch_p_adj"].map(_p),
-        "gap > 2 sd seeds": data["gap_exceeds_seed_spread"].map(
-            lambda x: "–" if x is None or (isinstance(x, float) and math.isnan(x)) else ("yes" if x else "no")),
+        "gap > 2 sd seeds": data["gap_exceeds_seed_spread"].map(_yes_no),
         "Verdict": data["verdict"],
         "s/epoch PyTorch": data["torch_s_per_epoch"].map(_seconds),
         "s/epoch Keras": data["keras_s_per_epoch"].map(_seconds),
-        "Keras / PyTorch time": data["s_per_epoch_ratio"].map(lambda x: "–" if math.isnan(x) else f"{x:.2f}x"),
+        "Keras / PyTorch time": data["s_per_epoch_ratio"].map(_ratio),
     })
-    notes = _common_notes(st, _tests_note(st, "Keras - PyTorch"), [], paper_columns=False)
-    notes[1] = "Seeds: number of seeds of the PyTorch / Keras run (sd over seeds in the CSV)."
+    notes = _common_notes(st, _tests_note(st, "Keras - PyTorch"),
+                          "Seeds: number of seeds of the PyTorch / Keras run (sd over seeds in the CSV).")
     notes += [
         f"Welch p: Welch t-test on the per-seed metrics, {CORRECTION_NAMES[CORRECTION]}-adjusted "
         "across this table. 'gap > 2 sd seeds': |gap of seed means| > 2 x pooled seed sd.",

@@ -22,18 +22,12 @@ import pandas as pd
 from .. import stats
 from .common import (
     CORRECTION, CORRECTION_NAMES, METRIC_LABELS, Study, Table, _ci_text, _common_notes, _diff_ci,
-    _empty, _p, _tests_note, _unpaired_note, ci_note,
+    _empty, _p, _tests_note, _unpaired_note, _yes_no, ci_note,
 )
 
 PORT_RUN = "keras-port"
 AS_PUBLISHED_RUN = "keras-port-as-published"
 FLAW_PREFIX = "keras-port-flaw-"
-
-
-def _yes_no(x) -> str:
-    if x is None or (isinstance(x, float) and math.isnan(x)):
-        return "–"
-    return "yes" if x else "no"
 
 
 def switched_on(st: Study, run: str) -> list[str]:
@@ -102,8 +96,8 @@ def keras_port_table(st: Study) -> Table:
         disp[f"{lab}@20 p ({holm})"] = data[f"{metric}_p_adj"].map(_p)
         disp[f"{lab}@20 Welch p seeds ({holm})"] = data[f"{metric}_welch_p_adj"].map(_p)
         disp[f"{lab}@20 gap > 2 sd seeds"] = data[f"{metric}_gap_exceeds_seed_spread"].map(_yes_no)
-    notes = _common_notes(st, _tests_note(st, "Change = variant - faithful port"), [], paper_columns=False)
-    notes[1] = "Seeds: number of seeds of the run (sd over seeds in the CSV)."
+    notes = _common_notes(st, _tests_note(st, "Change = variant - faithful port"),
+                          "Seeds: number of seeds of the run (sd over seeds in the CSV).")
     notes += [
         f"Welch p seeds: Welch t-test on the per-seed metrics of the variant and the faithful port, "
         f"{holm}-adjusted across this table (needs >= 2 seeds on both sides); 'gap > 2 sd seeds': "

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import pandas as pd
 
+from .. import paper
 from .common import FRAMEWORKS, Study, Table, _empty, comparison_notes, published_rows
 
 #: (row = published key, setting suffix of the run names).
@@ -27,12 +28,14 @@ LOSS_ROWS = (
 def losses_table(st: Study) -> Table:
     rows = [(f"{loss} ({FRAMEWORKS[fw]})", f"{fw}-{suffix}", loss)
             for loss, suffix in LOSS_ROWS for fw in FRAMEWORKS]
-    data, disp, pubs, runs = published_rows(st, "losses", rows)
+
+    def loss_and_framework(label: str, run: str, key: str,
+                           pub: paper.Published) -> tuple[dict, dict]:
+        return {"loss": key, "framework": FRAMEWORKS[run.split("-", 1)[0]]}, {}
+
+    data, disp, pubs, runs = published_rows(st, "losses", rows, extra=loss_and_framework)
     if not data:
         return _empty("losses", ["Row", "Run"], st)
-    for d, (label, _, loss) in zip(data, [r for r in rows if st.has(r[1])]):
-        d["loss"] = loss
-        d["framework"] = label.rsplit("(", 1)[1].rstrip(")")
     notes = comparison_notes(st, pubs, runs)
     notes.append(
         "As printed in the tutorial: its BPR row equals ICLR 2016's 1000-unit BPR (no extra "

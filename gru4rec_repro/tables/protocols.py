@@ -25,6 +25,23 @@ def largest_gap(values: list[float]) -> float:
     return (hi - lo) / lo if lo > 0 else float("nan")
 
 
+def largest_gap_note(data: list[dict], k: int) -> str:
+    """Which runs the protocol moves most in this study, per metric (from the rows' largest_gap)."""
+    parts = []
+    for metric, lab in METRIC_LABELS.items():
+        rows = [d for d in data if d["metric"] == f"{metric}@{k}" and not math.isnan(d["largest_gap"])]
+        if not rows:
+            parts.append(f"{lab}@{k}: none defined")
+            continue
+        top = max(d["largest_gap"] for d in rows)
+        if top == 0:
+            parts.append(f"{lab}@{k}: no run (the protocols give every run the same value)")
+            continue
+        runs = [d["run"] for d in rows if d["largest_gap"] == top]
+        parts.append(f"{lab}@{k}: {', '.join(runs)} ({top:+.1%})")
+    return "The protocol moves most (largest gap in this study) at " + "; ".join(parts) + "."
+
+
 def protocols_table(st: Study) -> Table:
     runs = list(st.runs_config)
     if not runs:
@@ -49,9 +66,8 @@ def protocols_table(st: Study) -> Table:
         *[f"{POLICY_SHORT[p]}: {POLICY_DESCRIPTIONS[p]}." for p in PROTOCOLS],
         "Largest gap = (largest - smallest) / smallest over the six protocols (the CSV names "
         "which protocols they are); '–' when the smallest is 0.",
-        "Models whose scores tie (POP, S-POP, Item-KNN score 0 for all but about 100 items) move "
-        "most; a number published under one protocol can only be compared with ours under the "
-        "same one.",
+        largest_gap_note(data, st.k) + " A number published under one protocol can only be "
+        "compared with ours under the same one.",
     ]
     return Table("protocols", pd.DataFrame(data), pd.DataFrame(disp), notes,
                  caption="Recall@20 and MRR@20 of every run under each evaluation protocol, from "

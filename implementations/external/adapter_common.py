@@ -182,6 +182,16 @@ class PredictionEvents:
     def lengths(self) -> np.ndarray:
         return self.end - self.start
 
+    @property
+    def sessions(self) -> tuple[np.ndarray, np.ndarray]:
+        """The events grouped by test session: (row of each session's first event, its number of events).
+
+        A session's events are consecutive rows (they share ``start``), in the
+        order of the split.
+        """
+        first = np.flatnonzero(np.diff(self.start, prepend=-1) != 0)
+        return first, np.diff(np.append(first, len(self))).astype(np.int64)
+
     def history(self, k: int, max_len: int | None = None) -> np.ndarray:
         """The session so far of event ``k`` (item indices), the last ``max_len`` of them."""
         s, e = int(self.start[k]), int(self.end[k])
@@ -306,10 +316,32 @@ def rank_record(events: PredictionEvents, higher, ties) -> pd.DataFrame:
     return out[list(RANK_COLUMNS)].astype(RANK_COLUMNS)
 
 
+def rank_blocks(events: PredictionEvents, step: int, score_rows) -> tuple[np.ndarray, np.ndarray]:
+    """The two counts of every event, scored ``step`` consecutive events at a time.
+
+    ``score_rows(rows)`` returns the scores of the events ``rows`` (an int64
+    array of row numbers) against all training items, as a numpy array of
+    shape ``(len(rows), n_items)`` (column ``i``: item ``i`` of the index).
+    """
+    step = int(step)
+    if step < 1:
+        raise ValueError(f"rank_blocks: step must be >= 1, got {step}")
+    higher = np.zeros(len(events), np.int64)
+    ties = np.zeros(len(events), np.int64)
+    for start in range(0, len(events), step):
+        rows = np.arange(start, min(start + step, len(events)))
+        higher[rows], ties[rows] = rank_counts(score_rows(rows), events.target_idx[rows])
+    return higher, ties
+
+
 # --------------------------------------------------------------------------- parameters
 
 
 _MISSING = object()
+#: Values of a numeric or boolean parameter that leave its feature off (:meth:`Translation.absent`).
+OFF = (0, 0.0, False, None)
+#: Values of ``final_act`` that ask for no activation.
+LINEAR = (None, "linear")
 
 
 class Translation:
@@ -358,6 +390,28 @@ class Translation:
         """Record that parameter ``key``'s value needs no library setting, and why."""
         self.implicit[key] = f"{why} (run's value: {json.dumps(self.params.get(key))})"
         self._seen.add(key)
+
+    def absent(self, key: str, why: str, *, why_off: str | None = None, off=OFF) -> None:
+        """Parameter ``key``'s feature, which the library lacks: a run that asks for it
+        (a value not in ``off``) cannot be expressed (:meth:`cannot`, ``why``); a run that
+        leaves it off needs no setting (:meth:`no_setting`, ``why_off``, default ``why``)."""
+        if self.params.get(key) in off:
+            self.no_setting(key, why if why_off is None else why_off)
+        else:
+            self.cannot(key, why)
+
+    @property
+    def one_hot(self) -> bool:
+        """Whether the run asks for one-hot input (no constrained embedding, ``embedding`` 0)."""
+        return not self.params.get("constrained_embedding") and not self.params.get("embedding")
+
+    def no_one_hot_input(self, library: str) -> None:
+        """``onehot_dropout`` in a library that always embeds its items: a run with one-hot
+        input cannot be expressed; otherwise the parameter does not apply."""
+        if self.one_hot:
+            self.cannot("onehot_dropout", f"no one-hot input in {library}")
+        else:
+            self.no_setting("onehot_dropout", "applies to one-hot input only")
 
     def covered(self, *keys: str) -> None:
         """Mark parameters as accounted for by settings already recorded (e.g. two keys, one setting)."""
@@ -451,3 +505,25 @@ def write_outputs(out: str | os.PathLike, ranks: pd.DataFrame, info: dict) -> No
     text = json.dumps(info, indent=2, default=str) + "\n"
     _atomic_write(out / "ranks.csv", lambda p: ranks.to_csv(p, index=False))
     _atomic_write(out / "adapter_info.json", lambda p: p.write_text(text))
+
+
+def finish(out: str | os.PathLike, events: PredictionEvents, higher, ties, *, library: str, version: str,
+           timer: Timer, translation: Translation, seconds_per_epoch: list | None = None, **extra) -> None:
+    """The end of every adapter: the rank record of ``events`` from their two counts, and
+    ``adapter_info.json``, written by :func:`write_outputs` to ``out``.
+
+    The info holds ``library``, ``version``, the timer's seconds per epoch (or
+    ``seconds_per_epoch`` when the library reports its own) and total, the
+    translation record (:meth:`Translation.info`), ``extra`` and
+    ``dropped_test_events``.
+    """
+    ranks = rank_record(events, higher, ties)
+    write_outputs(out, ranks, {
+        "library": library,
+        "version": version,
+        "seconds_per_epoch": timer.seconds_per_epoch if seconds_per_epoch is None else seconds_per_epoch,
+        "seconds_total": timer.seconds_total,
+        **translation.info(),
+        **extra,
+        "dropped_test_events": events.dropped,
+    })

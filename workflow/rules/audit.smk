@@ -55,7 +55,7 @@ rule train_external:
         "results/benchmarks/{dataset}/runs/{run}.tsv"
     params:
         implementation=lambda w: config["runs"][w.run]["implementation"],
-        hyper=lambda w: json.dumps(external.workflow_params(config, w.run), sort_keys=True),
+        hyper=lambda w: json.dumps(hyperparameters(w.run), sort_keys=True),
         seeds=" ".join(str(s) for s in SEEDS),
         device=STUDY["device"],
         cache=ENV_CACHE,

@@ -6,7 +6,7 @@ import re
 
 from snakemake.utils import validate
 
-from gru4rec_repro.contract import DETERMINISTIC
+from gru4rec_repro.contract import DETERMINISTIC, NEURAL, run_params
 from gru4rec_repro.data.synthetic import SyntheticConfig
 
 
@@ -19,7 +19,6 @@ SEEDS = STUDY["seeds"]
 SPLITS = ["train_full", "test", "train_tr", "train_valid"]
 TABLES = list(__import__("gru4rec_repro.tables", fromlist=["TABLES"]).TABLES)  # every module of gru4rec_repro/tables/
 FIGURES = ["training_loss", "metric_bars", "epoch_seconds"]
-NEURAL = {"gru4rec_torch", "gru4rec_keras"}
 
 for _name in DATASETS:
     if _name not in config["datasets"]:
@@ -95,12 +94,8 @@ def is_neural(run):
 
 
 def hyperparameters(run):
-    """A run's params as its implementation gets them (study.epochs applied to GRU4Rec runs;
-    the tutorial's Keras port keeps its own n_epochs)."""
-    params = dict(config["runs"][run]["params"])
-    if is_neural(run) and params.get("variant", "gru4rec") == "gru4rec" and STUDY["epochs"]:
-        params["n_epochs"] = STUDY["epochs"]
-    return params
+    """A run's params as its implementation gets them (gru4rec_repro.contract.run_params)."""
+    return run_params(config, run)
 
 
 def run_outputs(dataset, name):

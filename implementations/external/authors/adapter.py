@@ -24,7 +24,6 @@ import hashlib
 import io
 import json
 import os
-import random
 import re
 import sys
 from pathlib import Path
@@ -82,21 +81,20 @@ def translate(params: dict) -> tuple[dict, dict, ac.Translation]:
     if loss not in ("cross-entropy", "bpr-max"):
         raise ac.AdapterError(f"the official PyTorch code has the losses cross-entropy and bpr-max only "
                               f"(gru4rec_pytorch.py set_loss_function); loss {loss!r} cannot be run")
-    kw = {k: tr.use(k) for k in SAME_NAME if k in params}
+    kw = {k: tr.use(k) for k in SAME_NAME}
     kw["layers"] = list(kw["layers"])
-    act = tr.get("final_act", "linear")
-    elu = float(tr.get("elu_param", 0.0))
+    act = tr.get("final_act")
+    elu = float(tr.get("elu_param"))
     if (act == "elu" and loss == "bpr-max" and elu > 0) or (act == "linear" and elu == 0):
         tr.no_setting("final_act", "the code applies ELU(elu_param) on BPR-max when elu_param > 0, "
                                    "linear scores otherwise")
     else:
         tr.cannot("final_act", "the code has no final activation setting of its own")
-    one_hot = not tr.get("constrained_embedding", True) and not tr.get("embedding", 0)
-    if one_hot and tr.get("onehot_dropout") == "hidden":
+    if tr.one_hot and tr.get("onehot_dropout") == "hidden":
         tr.cannot("onehot_dropout", "in one-hot mode the code drops out the GRU output with dropout_p_embed")
     else:
         tr.no_setting("onehot_dropout", "the code's own rule (dropout_p_embed in one-hot mode)")
-    if tr.get("time_sort", True):
+    if tr.get("time_sort"):
         tr.no_setting("time_sort", "fit serves sessions by the time of their first event")
     else:
         tr.cannot("time_sort", "fit always serves sessions by time (session_order='time')")
@@ -113,11 +111,9 @@ def score_sessions(gru, torch, events: ac.PredictionEvents, perm: np.ndarray, la
     """
     higher = np.zeros(len(events), np.int64)
     ties = np.zeros(len(events), np.int64)
-    # prediction events grouped by session: consecutive rows share ``start``
-    starts, first_row = np.unique(events.start, return_index=True)
-    lengths = np.diff(np.append(first_row, len(events)))  # events (inputs) per session
+    first_row, lengths = events.sessions  # each session's first event, its number of events (inputs)
     code_idx = perm[events.item_idx]  # the code's index of every kept test event
-    for b in range(0, len(starts), lanes):
+    for b in range(0, len(first_row), lanes):
         rows0 = first_row[b:b + lanes]
         n_steps = lengths[b:b + lanes]
         H = [torch.zeros((len(rows0), h), dtype=torch.float32, device=device) for h in gru.layers]
@@ -162,10 +158,8 @@ def main(argv=None) -> None:
     gru4rec_pytorch.torch = _TorchWithSeriesTensor(torch)
 
     ac.set_torch_threads(torch)
-    device = torch.device("cuda:0" if torch.cuda.is_available() else "cpu")
-    random.seed(args.seed)
-    np.random.seed(args.seed)
-    torch.manual_seed(args.seed)  # sampling and dropout; weights: compatibility mode seeds numpy with 42
+    # sampling and dropout; weights: compatibility mode seeds numpy with 42
+    device = torch.device("cuda:0" if ac.seed_everything(torch, args.seed) == "cuda" else "cpu")
 
     timer = ac.Timer()
     train, test, index, events = ac.read_inputs(args)
@@ -186,34 +180,28 @@ def main(argv=None) -> None:
     gru.model.eval()
     itemidmap = gru.data_iterator.itemidmap  # ItemId -> the code's column
     perm = itemidmap[index.item_ids].to_numpy().astype(np.int64)
-    higher, ties = score_sessions(gru, torch, events, perm, int(args.params.get("eval_batch_size", 512)), device)
-    ranks = ac.rank_record(events, higher, ties)
+    higher, ties = score_sessions(gru, torch, events, perm, int(tr.get("eval_batch_size")), device)
     # the code's own evaluation of the same model (conservative ties): a cross-check of the
     # rank record, which the project's one evaluation turns into metrics
     from evaluation import batch_eval
 
     # (its iterator needs at least batch_size test sessions)
     n_sessions = test.loc[index.contains(test["ItemId"].to_numpy()), "SessionId"].nunique()
-    lanes = min(int(args.params.get("eval_batch_size", 512)), int(n_sessions))
+    lanes = min(int(tr.get("eval_batch_size")), int(n_sessions))
     recall, mrr = batch_eval(gru, test, cutoff=[20], batch_size=lanes, mode="conservative")
-    ac.write_outputs(args.out, ranks, {
-        "library": LIBRARY,
-        "version": checkout_version(checkout),
-        "seconds_per_epoch": [s for _, _, s in epochs],
-        "seconds_total": timer.seconds_total,
-        **tr.info(),
-        "train_loss": [loss for _, loss, _ in epochs],
-        "train_loss_note": "fit's printed epoch loss: mean loss per training event",
-        "checkout": str(checkout),
-        "device": str(device),
-        "init": "compatibility mode (fit's default: np.random.seed(42)); the run's seed drives sampling "
-                "and dropout",
-        "dropped_test_events": events.dropped,
-        "own_evaluation": {"protocol": "evaluation.batch_eval, mode conservative",
-                           "recall@20": float(recall[20]), "mrr@20": float(mrr[20])},
-        "compatibility_shims": ["torch.tensor(pandas.Series) -> torch.tensor(Series.to_numpy()) inside "
-                                "gru4rec_pytorch (line 454 of the logQ set-up fails on torch 2.13 otherwise)"],
-    })
+    ac.finish(
+        args.out, events, higher, ties, library=LIBRARY, version=checkout_version(checkout), timer=timer,
+        translation=tr, seconds_per_epoch=[s for _, _, s in epochs],
+        train_loss=[loss for _, loss, _ in epochs],
+        train_loss_note="fit's printed epoch loss: mean loss per training event",
+        checkout=str(checkout),
+        device=str(device),
+        init="compatibility mode (fit's default: np.random.seed(42)); the run's seed drives sampling and dropout",
+        own_evaluation={"protocol": "evaluation.batch_eval, mode conservative",
+                        "recall@20": float(recall[20]), "mrr@20": float(mrr[20])},
+        compatibility_shims=["torch.tensor(pandas.Series) -> torch.tensor(Series.to_numpy()) inside "
+                             "gru4rec_pytorch (line 454 of the logQ set-up fails on torch 2.13 otherwise)"],
+    )
 
 
 if __name__ == "__main__":

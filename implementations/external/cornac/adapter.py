@@ -51,22 +51,22 @@ def translate(params: dict, device: str) -> tuple[dict, ac.Translation]:
     """The run's (resolved) GRU4Rec parameters -> keyword arguments of ``cornac.models.GRU4Rec``."""
     tr = ac.Translation(params)
     kw: dict = {}
-    loss = tr.get("loss", "cross-entropy")
+    loss = tr.get("loss")
     if loss not in LOSSES:
         raise ac.AdapterError(
             f"Cornac's GRU4Rec has no loss {loss!r} (cornac/models/gru4rec/recom_gru4rec.py:26-35 lists "
             f"cross-entropy, bpr, bpr-max, top1, bce, ce); GRU4Rec losses it can run: {sorted(LOSSES)}")
     kw["loss"] = tr.use("loss", "loss", LOSSES[loss])
 
-    act = tr.get("final_act", "linear")
-    elu = float(tr.get("elu_param", 0.0))
+    act = tr.get("final_act")
+    elu = float(tr.get("elu_param"))
     if loss == "bpr-max":
         # seq_utils/losses.py:79-80: ELU(elu_param) whenever elu_param > 0, the official rule
         kw["elu_param"] = tr.use("elu_param")
         tr.covered("final_act")
     else:
         kw["elu_param"] = tr.also("elu_param", 0.0)
-        if act in (None, "linear") and elu == 0:
+        if act in ac.LINEAR and elu == 0:
             tr.no_setting("final_act", "Cornac's scores are linear for this loss")
             tr.no_setting("elu_param", f"no ELU with loss {loss}, as in Cornac (losses.py only applies it in BPR-max)")
         else:
@@ -78,14 +78,14 @@ def translate(params: dict, device: str) -> tuple[dict, ac.Translation]:
         kw["bpreg"] = tr.also("bpreg", 1.0)
         tr.no_setting("bpreg", f"BPR-max score regularisation has no effect on loss {loss}")
 
-    kw["layers"] = tr.use("layers", "layers", list(tr.get("layers", [100])))
-    kw["embedding"] = tr.use("embedding", "embedding", int(tr.get("embedding", 0)))
+    kw["layers"] = tr.use("layers", "layers", list(tr.get("layers")))
+    kw["embedding"] = tr.use("embedding", "embedding", int(tr.get("embedding")))
     kw["constrained_embedding"] = tr.use("constrained_embedding", "constrained_embedding",
-                                         bool(tr.get("constrained_embedding", True)))
-    onehot = not kw["constrained_embedding"] and kw["embedding"] == 0
+                                         bool(tr.get("constrained_embedding")))
+    onehot = tr.one_hot
     kw["dropout_p_embed"] = tr.use("dropout_p_embed")
     kw["dropout_p_hidden"] = tr.use("dropout_p_hidden")
-    if onehot and tr.get("onehot_dropout", "embed") == "hidden":
+    if onehot and tr.get("onehot_dropout") == "hidden":
         tr.cannot("onehot_dropout", "in one-hot mode Cornac drops out the first layer's output with "
                   "dropout_p_embed (models/gru4rec/gru4rec.py:276-280), the official PyTorch rule; the "
                   "Theano rule (dropout_p_hidden there) cannot be chosen")
@@ -140,8 +140,7 @@ def score_sessions(model, layers: list, events: ac.PredictionEvents, n_items: in
 
     higher = np.zeros(len(events), np.int64)
     ties = np.zeros(len(events), np.int64)
-    first = np.flatnonzero(events.frame["position"].to_numpy() == 0)  # first event of each session
-    n_events = np.diff(np.append(first, len(events)))  # prediction events per session
+    first, n_events = events.sessions  # each session's first event, its number of prediction events
     inputs = events.input_idx
     model.eval()
     with torch.no_grad():
@@ -194,17 +193,9 @@ def main(argv=None) -> None:
         recom_gru4rec.trange = real_trange
 
     higher, ties = score_sessions(model.model, kw["layers"], events, len(index),
-                                  int(tr.get("eval_batch_size", 512)), device)
-    ranks = ac.rank_record(events, higher, ties)
-    ac.write_outputs(args.out, ranks, {
-        "library": LIBRARY,
-        "version": cornac.__version__,
-        "seconds_per_epoch": timer.seconds_per_epoch,
-        "seconds_total": timer.seconds_total,
-        **tr.info(),
-        "device": device,
-        "dropped_test_events": events.dropped,
-    })
+                                  int(tr.get("eval_batch_size")), device)
+    ac.finish(args.out, events, higher, ties, library=LIBRARY, version=cornac.__version__, timer=timer,
+              translation=tr, device=device)
 
 
 if __name__ == "__main__":

@@ -53,7 +53,7 @@ def translate(params: dict, seed: int, use_gpu: bool) -> tuple[dict, ac.Translat
         cfg["train_neg_sample_args"] = tr.also("train_neg_sample_args", None)
     elif loss == "bpr":
         cfg["loss_type"] = tr.use("loss", "loss_type", "BPR")
-        alpha = float(tr.get("sample_alpha", 0.0))
+        alpha = float(tr.get("sample_alpha"))
         cfg["train_neg_sample_args"] = tr.use("sample_alpha", "train_neg_sample_args", {
             "distribution": "popularity" if alpha > 0 else "uniform", "sample_num": 1, "alpha": alpha,
             "dynamic": False, "candidate_num": 0})
@@ -62,25 +62,18 @@ def translate(params: dict, seed: int, use_gpu: bool) -> tuple[dict, ac.Translat
             f"RecBole's GRU4Rec has the losses CE and BPR only (model/sequential_recommender/gru4rec.py:61-66); "
             f"loss {loss!r} cannot be run")
 
-    act = tr.get("final_act", "linear")
-    if act == "linear":
-        tr.no_setting("final_act", "RecBole's scores are linear (dot product with the item embedding)")
-    else:
-        tr.cannot("final_act", "RecBole applies no activation to the scores")
-    if tr.get("elu_param"):
-        tr.cannot("elu_param", "RecBole applies no ELU to the scores")
-    else:
-        tr.no_setting("elu_param", "no ELU on the scores, as in RecBole")
-    if loss != "bpr-max":
-        tr.no_setting("bpreg", f"BPR-max score regularisation has no effect on loss {loss}")
+    tr.absent("final_act", "RecBole applies no activation to the scores", off=ac.LINEAR,
+              why_off="RecBole's scores are linear (dot product with the item embedding)")
+    tr.absent("elu_param", "RecBole applies no ELU to the scores", why_off="no ELU on the scores, as in RecBole")
+    tr.no_setting("bpreg", f"BPR-max score regularisation has no effect on loss {loss}")
 
-    layers = list(tr.get("layers", [100]))
+    layers = list(tr.get("layers"))
     if len(set(layers)) != 1:
         raise ac.AdapterError(f"RecBole's GRU4Rec stacks layers of one size (torch nn.GRU); layers {layers} cannot be run")
     cfg["hidden_size"] = tr.use("layers", "hidden_size", layers[0])
     cfg["num_layers"] = tr.also("num_layers", len(layers))
 
-    embedding, constrained = int(tr.get("embedding", 0)), bool(tr.get("constrained_embedding", True))
+    embedding, constrained = int(tr.get("embedding")), bool(tr.get("constrained_embedding"))
     if constrained:
         # RecBole's item_embedding is both the input embedding and the output
         # item matrix, as in the constrained mode; a dense layer maps the GRU
@@ -95,24 +88,17 @@ def translate(params: dict, seed: int, use_gpu: bool) -> tuple[dict, ac.Translat
         else:
             cfg["embedding_size"] = layers[0]
             tr.cannot("embedding", f"RecBole has no one-hot input; it embeds items in {layers[0]} dimensions")
-    if not constrained and embedding == 0:
-        tr.cannot("onehot_dropout", "no one-hot input in RecBole")
-    else:
-        tr.no_setting("onehot_dropout", "applies to one-hot input only")
+    tr.no_one_hot_input("RecBole")
 
     cfg["dropout_prob"] = tr.use("dropout_p_embed", "dropout_prob")
-    if tr.get("dropout_p_hidden", 0.0) > 0:
-        tr.cannot("dropout_p_hidden", "RecBole's GRU4Rec has dropout on the input embedding only")
-    else:
-        tr.no_setting("dropout_p_hidden", "no dropout after the GRU, as in RecBole")
+    tr.absent("dropout_p_hidden", "RecBole's GRU4Rec has dropout on the input embedding only",
+              why_off="no dropout after the GRU, as in RecBole")
 
     cfg["learner"] = tr.also("learner", "adagrad")
     cfg["learning_rate"] = tr.use("learning_rate")
     cfg["weight_decay"] = tr.also("weight_decay", 0.0)
-    if tr.get("momentum", 0.0) > 0:
-        tr.cannot("momentum", "RecBole's adagrad learner is torch.optim.Adagrad, without momentum")
-    else:
-        tr.no_setting("momentum", "torch.optim.Adagrad has no momentum")
+    tr.absent("momentum", "RecBole's adagrad learner is torch.optim.Adagrad, without momentum",
+              why_off="torch.optim.Adagrad has no momentum")
     cfg["train_batch_size"] = tr.use(
         "batch_size", "train_batch_size")  # prefixes per step: as many targets per step as session-parallel lanes
     cfg["epochs"] = tr.use("n_epochs", "epochs")
@@ -125,10 +111,7 @@ def translate(params: dict, seed: int, use_gpu: bool) -> tuple[dict, ac.Translat
     else:
         tr.cannot("n_sample", "RecBole's BPR draws one negative per training example")
         tr.no_setting("sample_store_size", "RecBole draws negatives on the fly")
-    if tr.get("logq", 0.0) > 0:
-        tr.cannot("logq", "RecBole has no logQ correction")
-    else:
-        tr.no_setting("logq", "no logQ correction")
+    tr.absent("logq", "RecBole has no logQ correction", why_off="no logQ correction")
     tr.cannot("time_sort", "RecBole shuffles the prefix examples every epoch (no session-parallel order)")
 
     cfg["MAX_ITEM_LIST_LENGTH"] = tr.also("MAX_ITEM_LIST_LENGTH", MAX_ITEM_LIST_LENGTH)
@@ -152,7 +135,8 @@ def main(argv=None) -> None:
     args = ac.parse_args(argv, description=__doc__.splitlines()[0])
     # RecBole's Trainer opens a tensorboard SummaryWriter, and tensorboard loads
     # TensorFlow when it can: the project's TensorFlow, seen through the system
-    # site packages, costs ~17 s of CPU per run and RecBole never uses it
+    # site packages, which RecBole never uses (observed once, 2026-11-27, on the
+    # project's shared 2-core machine: about 17 s of CPU per run)
     sys.modules["tensorflow"] = None
     import torch
     import recbole
@@ -214,34 +198,27 @@ def main(argv=None) -> None:
     rb_ids = dataset.token2id(dataset.iid_field, [str(i) for i in index.item_ids]).astype(np.int64)
     lookup = np.concatenate([[0], rb_ids])  # our index + 1 -> RecBole id; 0 -> padding
     columns = torch.as_tensor(rb_ids, device=config["device"])
+
+    def full_sort_scores(rows):  # RecBole's item_id_list of each test prefix, scored by the model
+        seq, lengths = events.padded(rows, MAX_ITEM_LIST_LENGTH, pad=0, offset=1, align="left")
+        batch = Interaction({model.ITEM_SEQ: torch.as_tensor(lookup[seq]),
+                             model.ITEM_SEQ_LEN: torch.as_tensor(lengths)}).to(config["device"])
+        return model.full_sort_predict(batch)[:, columns].float().cpu().numpy()
+
     model.eval()
-    higher = np.zeros(len(events), np.int64)
-    ties = np.zeros(len(events), np.int64)
-    step = int(config["eval_batch_size"])
     with torch.no_grad():
-        for start in range(0, len(events), step):
-            rows = np.arange(start, min(start + step, len(events)))
-            seq, lengths = events.padded(rows, MAX_ITEM_LIST_LENGTH, pad=0, offset=1, align="left")
-            batch = Interaction({model.ITEM_SEQ: torch.as_tensor(lookup[seq]),
-                                 model.ITEM_SEQ_LEN: torch.as_tensor(lengths)}).to(config["device"])
-            scores = model.full_sort_predict(batch)[:, columns]
-            higher[rows], ties[rows] = ac.rank_counts(scores.float().cpu().numpy(), events.target_idx[rows])
-    ranks = ac.rank_record(events, higher, ties)
-    ac.write_outputs(args.out, ranks, {
-        "library": LIBRARY,
-        "version": recbole.__version__,
-        "seconds_per_epoch": timer.seconds_per_epoch,
-        "seconds_total": timer.seconds_total,
-        **tr.info(),
-        "train_loss": [float(v) for _, v in sorted(trainer.train_loss_dict.items())],
-        "train_loss_note": "RecBole's epoch loss: the sum over the epoch's batches of the batch-mean loss",
-        "device": str(config["device"]),
-        "torch_anomaly_detection": {
+        higher, ties = ac.rank_blocks(events, config["eval_batch_size"], full_sort_scores)
+    ac.finish(
+        args.out, events, higher, ties, library=LIBRARY, version=recbole.__version__, timer=timer,
+        translation=tr,
+        train_loss=[float(v) for _, v in sorted(trainer.train_loss_dict.items())],
+        train_loss_note="RecBole's epoch loss: the sum over the epoch's batches of the batch-mean loss",
+        device=str(config["device"]),
+        torch_anomaly_detection={
             "on_after_import": anomaly_on_import, "used": ANOMALY_DETECTION,
             "note": "recbole 1.2.1 model/sequential_recommender/sine.py:25 switches it on for the process; "
                     "set RECBOLE_ANOMALY_DETECTION=1 to train as shipped"},
-        "dropped_test_events": events.dropped,
-    })
+    )
 
 
 if __name__ == "__main__":

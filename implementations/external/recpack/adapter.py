@@ -54,17 +54,15 @@ def translate(params: dict) -> tuple[dict, ac.Translation]:
     """
     tr = ac.Translation(params)
     kw: dict = {}
-    loss = tr.get("loss", "cross-entropy")
+    loss = tr.get("loss")
     if loss == "cross-entropy":
         kw["class"] = tr.use("loss", "class", "GRU4RecCrossEntropy")
         tr.cannot("n_sample", "RecPack's cross-entropy is a full softmax over all items "
                   "(nn.CrossEntropyLoss on every output, gru4rec.py:514,524): no sampled negatives")
         tr.cannot("sample_alpha", "no sampled negatives with RecPack's cross-entropy")
         tr.no_setting("sample_store_size", "no sampled negatives with RecPack's cross-entropy")
-        if float(tr.get("logq", 0.0)) > 0:
-            tr.cannot("logq", "RecPack has no logQ correction (and its full softmax samples nothing to correct)")
-        else:
-            tr.no_setting("logq", "no logQ correction")
+        tr.absent("logq", "RecPack has no logQ correction (and its full softmax samples nothing to correct)",
+                  why_off="no logQ correction")
     elif loss in RANKING_LOSSES:
         kw["class"] = tr.use("loss", "class", "GRU4RecNegSampling")
         kw["loss_fn"] = tr.also("loss_fn", loss)
@@ -77,29 +75,24 @@ def translate(params: dict) -> tuple[dict, ac.Translation]:
         raise ac.AdapterError(f"RecPack's GRU4Rec has no loss {loss!r}; it has cross-entropy "
                               f"(GRU4RecCrossEntropy) and {list(RANKING_LOSSES)} (GRU4RecNegSampling)")
 
-    act = tr.get("final_act", "linear")
-    if act in (None, "linear"):
-        tr.no_setting("final_act", "RecPack's scores are linear (nn.Linear output, gru4rec.py:770,808)")
-    else:
-        tr.cannot("final_act", "RecPack applies no activation to the scores")
-    if float(tr.get("elu_param", 0.0)) > 0:
-        tr.cannot("elu_param", "RecPack applies no ELU to the scores (loss_functions.py bpr_max_loss)")
-    else:
-        tr.no_setting("elu_param", "no ELU on the scores, as in RecPack")
+    tr.absent("final_act", "RecPack applies no activation to the scores", off=ac.LINEAR,
+              why_off="RecPack's scores are linear (nn.Linear output, gru4rec.py:770,808)")
+    tr.absent("elu_param", "RecPack applies no ELU to the scores (loss_functions.py bpr_max_loss)",
+              why_off="no ELU on the scores, as in RecPack")
     if loss == "bpr-max":
         tr.cannot("bpreg", "RecPack's bpr_max_loss has reg=1.0 and GRU4RecNegSampling never passes "
                   "another value (gru4rec.py:719-722)")
     else:
         tr.no_setting("bpreg", f"BPR-max score regularisation has no effect on loss {loss}")
 
-    layers = list(tr.get("layers", [100]))
+    layers = list(tr.get("layers"))
     if len(set(layers)) != 1:
         raise ac.AdapterError(f"RecPack's GRU4Rec stacks layers of one size (torch nn.GRU, gru4rec.py:762-768); "
                               f"layers {layers} cannot be run")
     kw["hidden_size"] = tr.use("layers", "hidden_size", layers[0])
     kw["num_layers"] = tr.also("num_layers", len(layers))
 
-    embedding, constrained = int(tr.get("embedding", 0)), bool(tr.get("constrained_embedding", True))
+    embedding, constrained = int(tr.get("embedding")), bool(tr.get("constrained_embedding"))
     if constrained:
         kw["num_components"] = tr.also("num_components", layers[-1])
         tr.cannot("constrained_embedding", "RecPack has a separate input embedding (emb) and output layer "
@@ -113,11 +106,8 @@ def translate(params: dict) -> tuple[dict, ac.Translation]:
         tr.no_setting("constrained_embedding", "not constrained, as in RecPack")
         tr.cannot("embedding", f"RecPack has no one-hot input; it always embeds items (gru4rec.py:761), "
                   f"here in {layers[0]} dimensions")
-    p_embed, p_hidden = float(tr.get("dropout_p_embed", 0.0)), float(tr.get("dropout_p_hidden", 0.0))
-    if not constrained and embedding == 0:
-        tr.cannot("onehot_dropout", "no one-hot input in RecPack")
-    else:
-        tr.no_setting("onehot_dropout", "applies to one-hot input only")
+    p_embed, p_hidden = float(tr.get("dropout_p_embed")), float(tr.get("dropout_p_hidden"))
+    tr.no_one_hot_input("RecPack")
     # one rate for the input embedding, the GRU output and between layers (gru4rec.py:758,766,789,806)
     kw["dropout"] = tr.also("dropout", max(p_embed, p_hidden))
     if p_embed == p_hidden:
@@ -130,11 +120,8 @@ def translate(params: dict) -> tuple[dict, ac.Translation]:
 
     kw["optimization_algorithm"] = tr.also("optimization_algorithm", "adagrad")
     kw["learning_rate"] = tr.use("learning_rate")
-    if float(tr.get("momentum", 0.0)) > 0:
-        tr.cannot("momentum", "RecPack's adagrad is torch.optim.Adagrad without momentum (gru4rec.py:202-203; "
-                  "momentum only with its sgd)")
-    else:
-        tr.no_setting("momentum", "torch.optim.Adagrad has no momentum")
+    tr.absent("momentum", "RecPack's adagrad is torch.optim.Adagrad without momentum (gru4rec.py:202-203; "
+              "momentum only with its sgd)", why_off="torch.optim.Adagrad has no momentum")
     kw["clipnorm"] = tr.also("clipnorm", None)  # RecPack clips at 1.0 by default; the authors never clip
     kw["bptt"] = tr.also("bptt", 1)  # one step per mini-batch, the state carried and detached
     kw["batch_size"] = tr.use("batch_size")
@@ -168,8 +155,7 @@ def score_sessions(algo, events: ac.PredictionEvents, n_items: int, lanes: int) 
     model, pad, device = algo.model_, algo.pad_token, algo.device
     higher = np.zeros(len(events), np.int64)
     ties = np.zeros(len(events), np.int64)
-    first = np.flatnonzero(events.frame["position"].to_numpy() == 0)  # first event of each session
-    n_events = np.diff(np.append(first, len(events)))  # prediction events per session
+    first, n_events = events.sessions  # each session's first event, its number of prediction events
     model.eval()
     with torch.no_grad():
         for g in range(0, len(first), lanes):
@@ -214,7 +200,7 @@ def main(argv=None) -> None:
     train, test, index, events = ac.read_inputs(args)
     kw, tr = translate(args.params)
     cls = {"GRU4RecCrossEntropy": GRU4RecCrossEntropy, "GRU4RecNegSampling": GRU4RecNegSampling}[kw.pop("class")]
-    X = interaction_matrix(train, index, bool(tr.get("time_sort", True)))
+    X = interaction_matrix(train, index, bool(tr.get("time_sort")))
 
     algo = cls(**kw, seed=args.seed)
     algo._init_model(X)
@@ -223,17 +209,10 @@ def main(argv=None) -> None:
         with timer.epoch():
             algo._train_epoch(X)
 
-    higher, ties = score_sessions(algo, events, len(index), int(tr.get("eval_batch_size", 512)))
-    ranks = ac.rank_record(events, higher, ties)
-    ac.write_outputs(args.out, ranks, {
-        "library": LIBRARY,
-        "version": getattr(recpack, "__version__", None) or version("recpack"),
-        "seconds_per_epoch": timer.seconds_per_epoch,
-        "seconds_total": timer.seconds_total,
-        **tr.info(),
-        "device": str(algo.device),
-        "dropped_test_events": events.dropped,
-    })
+    higher, ties = score_sessions(algo, events, len(index), int(tr.get("eval_batch_size")))
+    ac.finish(args.out, events, higher, ties, library=LIBRARY,
+              version=getattr(recpack, "__version__", None) or version("recpack"), timer=timer, translation=tr,
+              device=str(algo.device))
 
 
 if __name__ == "__main__":

@@ -68,7 +68,7 @@ def translate(params: dict, device: str) -> tuple[dict, ac.Translation]:
     """The run's (resolved) GRU4Rec parameters -> Torch-RecHub settings (model, trainer, data)."""
     tr = ac.Translation(params)
     s: dict = {}
-    loss = tr.get("loss", "cross-entropy")
+    loss = tr.get("loss")
     if loss not in MODES:
         raise ac.AdapterError(
             f"Torch-RecHub's MatchTrainer has softmax cross-entropy (mode 2) and BPR (mode 1) with in-batch "
@@ -79,23 +79,14 @@ def translate(params: dict, device: str) -> tuple[dict, ac.Translation]:
               "which sums over the candidate axis (models/matching/gru4rec.py:52) and scores no items")
     tr.cannot("sample_alpha", "no sampled negatives (see n_sample)")
     tr.no_setting("sample_store_size", "no sampled negatives (see n_sample)")
-    if float(tr.get("logq", 0.0)) > 0:
-        tr.cannot("logq", "Torch-RecHub has no logQ correction")
-    else:
-        tr.no_setting("logq", "no logQ correction")
+    tr.absent("logq", "Torch-RecHub has no logQ correction", why_off="no logQ correction")
 
-    act = tr.get("final_act", "linear")
-    if act in (None, "linear"):
-        tr.no_setting("final_act", "the scores are the dot products of the two towers (a cosine), no activation")
-    else:
-        tr.cannot("final_act", "no activation on the scores (cosine of the two towers)")
-    if float(tr.get("elu_param", 0.0)) > 0:
-        tr.cannot("elu_param", "no ELU on the scores")
-    else:
-        tr.no_setting("elu_param", "no ELU on the scores")
+    tr.absent("final_act", "no activation on the scores (cosine of the two towers)", off=ac.LINEAR,
+              why_off="the scores are the dot products of the two towers (a cosine), no activation")
+    tr.absent("elu_param", "no ELU on the scores")
     tr.no_setting("bpreg", f"BPR-max score regularisation has no effect on loss {loss}")
 
-    layers = list(tr.get("layers", [100]))
+    layers = list(tr.get("layers"))
     if len(set(layers)) != 1:
         raise ac.AdapterError(f"Torch-RecHub's GRU4Rec stacks GRU layers of one size (the embedding size, "
                               f"gru4rec.py:40); layers {layers} cannot be run")
@@ -106,7 +97,7 @@ def translate(params: dict, device: str) -> tuple[dict, ac.Translation]:
             f"the GRU always has {GRU_LAYERS} layers: user_params['num_layers'] is read at gru4rec.py:40 but "
             f"also passed to MLP (line 41), which refuses it (run's value: {len(layers)} layer(s), {layers})")
     s["mlp_dims"] = tr.also("user_params.dims", [layers[0]])  # the MLP must end in the item embedding size
-    embedding, constrained = int(tr.get("embedding", 0)), bool(tr.get("constrained_embedding", True))
+    embedding, constrained = int(tr.get("embedding")), bool(tr.get("constrained_embedding"))
     if constrained:
         tr.no_setting("constrained_embedding", "the history and the item tower share one embedding table "
                       "(shared_with), as a constrained embedding does")
@@ -119,24 +110,16 @@ def translate(params: dict, device: str) -> tuple[dict, ac.Translation]:
             tr.cannot("embedding", f"the item embedding has the GRU's size ({layers[0]}, gru4rec.py:40)")
         else:
             tr.no_setting("embedding", "the item embedding has the GRU's size")
-    if not constrained and embedding == 0:
-        tr.cannot("onehot_dropout", "no one-hot input in Torch-RecHub")
-    else:
-        tr.no_setting("onehot_dropout", "applies to one-hot input only")
-    if float(tr.get("dropout_p_embed", 0.0)) > 0:
-        tr.cannot("dropout_p_embed", "no dropout on the history embeddings (only in the user MLP)")
-    else:
-        tr.no_setting("dropout_p_embed", "no embedding dropout")
+    tr.no_one_hot_input("Torch-RecHub")
+    tr.absent("dropout_p_embed", "no dropout on the history embeddings (only in the user MLP)",
+              why_off="no embedding dropout")
     s["mlp_dropout"] = tr.use("dropout_p_hidden", "user_params.dropout")  # after the MLP on the GRU state
 
     s["optimizer"] = tr.also("optimizer_fn", "torch.optim.Adagrad")
     s["lr"] = tr.use("learning_rate", "optimizer_params.lr")
     s["eps"] = tr.also("optimizer_params.eps", 1e-6)  # the authors' Adagrad epsilon
     s["weight_decay"] = tr.also("optimizer_params.weight_decay", 0.0)  # MatchTrainer's default is 1e-5
-    if float(tr.get("momentum", 0.0)) > 0:
-        tr.cannot("momentum", "torch.optim.Adagrad has no momentum")
-    else:
-        tr.no_setting("momentum", "torch.optim.Adagrad has no momentum")
+    tr.absent("momentum", "torch.optim.Adagrad has no momentum")
     s["batch_size"] = tr.use("batch_size")
     s["n_epochs"] = tr.use("n_epochs", "n_epoch")
     tr.cannot("time_sort", "the examples are shuffled every epoch (utils/data.py:51, DataLoader shuffle=True); "
@@ -212,35 +195,27 @@ def main(argv=None) -> None:
             with timer.epoch():
                 losses.append(float(trainer.train_one_epoch(train_dl)))
 
-    higher = np.zeros(len(events), np.int64)
-    ties = np.zeros(len(events), np.int64)
+    def user_scores(rows):  # the user tower on the test prefixes, against every item
+        hist, _ = events.padded(rows, max_len, pad=0, offset=1, align="right")  # padding 'pre'
+        batch = {"session_feature": torch.zeros(len(rows), dtype=torch.long, device=device),
+                 "hist_item": torch.as_tensor(hist, device=device)}
+        return (model(batch) @ items.T).cpu().numpy()
+
     model.eval()
     with torch.no_grad():
         model.mode = "item"
         items = torch.cat([model({k: v.to(device) for k, v in batch.items()}) for batch in item_dl])
         model.mode = "user"
-        step = int(s["eval_batch_size"])
-        for start in range(0, len(events), step):
-            rows = np.arange(start, min(start + step, len(events)))
-            hist, _ = events.padded(rows, max_len, pad=0, offset=1, align="right")  # padding 'pre'
-            batch = {"session_feature": torch.zeros(len(rows), dtype=torch.long, device=device),
-                     "hist_item": torch.as_tensor(hist, device=device)}
-            scores = model(batch) @ items.T
-            higher[rows], ties[rows] = ac.rank_counts(scores.cpu().numpy(), events.target_idx[rows])
-    ranks = ac.rank_record(events, higher, ties)
-    ac.write_outputs(args.out, ranks, {
-        "library": LIBRARY,
-        "version": version("torch-rechub"),
-        "seconds_per_epoch": timer.seconds_per_epoch,
-        "seconds_total": timer.seconds_total,
-        **tr.info(),
-        "train_loss": losses,
-        "train_loss_note": "MatchTrainer's epoch loss: the mean over the epoch's batches of the batch-mean loss",
-        "training_examples": int(len(targets)),
-        "history_length": int(max_len),
-        "device": device,
-        "dropped_test_events": events.dropped,
-    })
+        higher, ties = ac.rank_blocks(events, s["eval_batch_size"], user_scores)
+    ac.finish(
+        args.out, events, higher, ties, library=LIBRARY, version=version("torch-rechub"), timer=timer,
+        translation=tr,
+        train_loss=losses,
+        train_loss_note="MatchTrainer's epoch loss: the mean over the epoch's batches of the batch-mean loss",
+        training_examples=int(len(targets)),
+        history_length=int(max_len),
+        device=device,
+    )
 
 
 if __name__ == "__main__":
