@@ -33,9 +33,17 @@ Unpaired comparison (:func:`unpaired_comparison`)
     scored): independent bootstrap of each side's sessions and a z-test with
     the two ratios' linearisation SEs. Tables say when a row is unpaired.
 
-One run's CI (:func:`run_ci`)
-    value +- 1.96 sqrt(SE_sessions^2 + sd_seeds^2 / n_seeds): test sessions and
-    seeds together with >= 2 seeds, test sessions only with one.
+Seeds and sessions together (:func:`run_ci`, :func:`comparison_ci`)
+    A 95% CI of one run's metric, or of a difference a - b, covers test
+    sessions and seeds: its half-width is sqrt(h_sessions^2 + h_seeds^2), the
+    two parts' half-widths added in quadrature, with h_sessions = z(0.975) x
+    SE_sessions (the linearisation SE over the many test sessions: normal
+    quantile) and h_seeds = t(0.975, n - 1) x sd_seeds / sqrt(n) for one run of
+    n seeds (Student's t: with 3 seeds t(2) = 4.30, 2.2 times 1.96), or the
+    Welch t quantile (Welch-Satterthwaite df) x sqrt(sd_a^2 / n_a + sd_b^2 / n_b)
+    for a difference whose two sides have >= 2 seeds each (one side with one
+    seed: that side adds no spread and the other side's t(n - 1) part is
+    used). With one seed everywhere the CI covers test sessions only.
 
     With ``unit="session"`` (the default) the session is the resampling unit.
     Let d_e = value_a(e) - value_b(e), S_s = sum of d_e over session s and n_s
@@ -281,6 +289,7 @@ def paired_comparison(
     unit: str = "session",
     align: str = "strict",
     names: tuple[str, str] = ("a", "b"),
+    policy_b: str | None = None,
 ) -> dict:
     """Paired comparison of run a against run b on the same test events.
 
@@ -294,10 +303,14 @@ def paired_comparison(
     rel_diff (diff / metric_b), ci95 / ci90 (bootstrap percentile, tuples),
     ci95_t (t-based), rel_ci95 (ci95 / metric_b, b's metric taken as fixed), se, p (paired t-test), t, n_units, n_events,
     dropped_a / dropped_b (events only one side had, ``align="intersect"``),
-    unit, metric, k, policy, n_boot. See the module docstring for the method.
+    unit, metric, k, policy, policy_b, n_boot. See the module docstring for the method.
+
+    ``policy_b``: b's protocol when it differs from a's (default ``policy``), e.g. a
+    2016-2017 baseline under the random tie-break against GRU4Rec under optimistic ranks.
     """
+    policy_b = policy_b or policy
     ea = event_values(ranks_a, metric, k, policy)
-    eb = event_values(ranks_b, metric, k, policy)
+    eb = event_values(ranks_b, metric, k, policy_b)
     joined, dropped_a, dropped_b = _align(ea, eb, align, names)
     if joined.empty:
         raise ValueError("paired comparison: no test events in common")
@@ -331,7 +344,7 @@ def paired_comparison(
     rel = diff / metric_b if metric_b != 0 else float("nan")
     rel_ci = tuple(x / metric_b if metric_b != 0 else float("nan") for x in ci95)
     return {
-        "metric": metric, "k": k, "policy": policy, "unit": unit,
+        "metric": metric, "k": k, "policy": policy, "policy_b": policy_b, "unit": unit,
         "metric_a": float(metric_a), "metric_b": float(metric_b),
         "diff": diff, "rel_diff": float(rel),
         "ci95": ci95, "ci90": ci90, "ci95_t": ci95_t, "rel_ci95": rel_ci,
@@ -369,6 +382,7 @@ def unpaired_comparison(
     policy: str = DEFAULT_POLICY,
     n_boot: int = DEFAULT_N_BOOT,
     seed: int = 0,
+    policy_b: str | None = None,
 ) -> dict:
     """Run a against run b when their test events differ (no pairing).
 
@@ -380,10 +394,11 @@ def unpaired_comparison(
     linearisation SEs of the two independent ratios (:func:`ratio_se`), the
     large-sample test for a difference of two independent means. Returns the
     keys of :func:`paired_comparison` (dropped_a / dropped_b 0) with
-    ``paired`` False.
+    ``paired`` False; ``policy_b`` as in :func:`paired_comparison`.
     """
+    policy_b = policy_b or policy
     sa, na = _session_sums(event_values(ranks_a, metric, k, policy))
-    sb, nb = _session_sums(event_values(ranks_b, metric, k, policy))
+    sb, nb = _session_sums(event_values(ranks_b, metric, k, policy_b))
     if len(sa) == 0 or len(sb) == 0:
         raise ValueError("unpaired comparison: a side has no test events")
     metric_a, metric_b = float(sa.sum() / na.sum()), float(sb.sum() / nb.sum())
@@ -402,7 +417,7 @@ def unpaired_comparison(
     rel = diff / metric_b if metric_b != 0 else float("nan")
     rel_ci = tuple(x / metric_b if metric_b != 0 else float("nan") for x in ci95)
     return {
-        "metric": metric, "k": k, "policy": policy, "unit": "session",
+        "metric": metric, "k": k, "policy": policy, "policy_b": policy_b, "unit": "session",
         "metric_a": metric_a, "metric_b": metric_b, "diff": float(diff), "rel_diff": float(rel),
         "ci95": ci95, "ci90": ci90, "ci95_t": ci95_t, "rel_ci95": rel_ci,
         "se": se, "t": z, "p": float(p),
@@ -623,6 +638,44 @@ def metric_ci(
     return value, float(lo), float(hi)
 
 
+def seed_half_width(per_seed: Iterable[float], level: float = 0.95) -> float:
+    """Seed part of one run's CI: t((1 + level) / 2, n - 1) x sd / sqrt(n) of the per-seed
+    values (NaN ignored; 0.0 with fewer than 2 seeds: no spread to measure)."""
+    mean, sd, n = seed_summary(per_seed)
+    if n < 2:
+        return 0.0
+    return float(sps.t.ppf((1 + level) / 2, n - 1)) * sd / float(np.sqrt(n))
+
+
+def gap_seed_half_width(per_seed_a: Iterable[float], per_seed_b: Iterable[float],
+                        level: float = 0.95) -> float:
+    """Seed part of the CI of a difference a - b of seed means.
+
+    Both sides with >= 2 seeds: Welch's t quantile (Welch-Satterthwaite df) x
+    sqrt(sd_a^2 / n_a + sd_b^2 / n_b), the half-width of the Welch interval of
+    :func:`seed_gap_test`; one side with one seed: that side adds no spread,
+    :func:`seed_half_width` of the other; 0.0 when neither has 2 seeds.
+    """
+    _, sd_a, n_a = seed_summary(per_seed_a)
+    _, sd_b, n_b = seed_summary(per_seed_b)
+    if n_a < 2 or n_b < 2:
+        return seed_half_width(per_seed_a if n_a >= 2 else per_seed_b, level)
+    va, vb = sd_a ** 2 / n_a, sd_b ** 2 / n_b
+    if va + vb == 0:
+        return 0.0
+    df = (va + vb) ** 2 / (va ** 2 / (n_a - 1) + vb ** 2 / (n_b - 1))
+    return float(sps.t.ppf((1 + level) / 2, df)) * float(np.sqrt(va + vb))
+
+
+def seeds_sessions_interval(value: float, se_sessions: float, seed_half: float,
+                            level: float = 0.95) -> tuple[float, float]:
+    """value +- sqrt((z SE_sessions)^2 + seed_half^2), z the normal quantile of ``level``
+    (the module docstring, "Seeds and sessions together")."""
+    z = float(sps.norm.ppf((1 + level) / 2))
+    half = float(np.hypot(z * se_sessions, seed_half))
+    return value - half, value + half
+
+
 def run_ci(
     ranks: Sequence[pd.DataFrame],
     metric: str = "recall",
@@ -636,22 +689,44 @@ def run_ci(
     is the linearisation SE (:func:`ratio_se`) of the seed-averaged record over
     test sessions. With one seed the interval is value +- z SE_sessions and
     covers test-session sampling only; with n >= 2 seeds it is
-    value +- z sqrt(SE_sessions^2 + sd_seeds^2 / n), covering test sessions and
-    seeds together (sd_seeds: sd of the per-seed metrics). z is the normal
-    quantile of ``level``. Returns value, low, high, se, n_seeds, covers
-    ("sessions" or "seeds+sessions").
+    value +- sqrt((z SE_sessions)^2 + (t(n-1) sd_seeds / sqrt(n))^2), covering
+    test sessions and seeds together (sd_seeds: sd of the per-seed metrics; z the
+    normal and t(n-1) Student's quantile of ``level``). Returns value, low, high,
+    se_sessions, seed_half (the seed part's half-width, 0 with one seed), n_seeds,
+    covers ("sessions" or "seeds+sessions").
     """
     records = [ranks] if isinstance(ranks, pd.DataFrame) else list(ranks)
     sums, counts = _session_sums(event_values(records, metric, k, policy))
     value = float(sums.sum() / counts.sum()) if len(sums) else float("nan")
     se = ratio_se(sums, counts)
     n = len(records)
-    covers = "sessions"
+    seed_half = 0.0
     if n >= 2:
         column = _check_metric(metric)
-        per_seed = np.array([per_event(r, k=k, policy=policy)[column].mean() for r in records])
-        se = float(np.hypot(se, np.std(per_seed, ddof=1) / np.sqrt(n)))
-        covers = "seeds+sessions"
-    z = float(sps.norm.ppf((1 + level) / 2))
-    return {"value": value, "low": value - z * se, "high": value + z * se, "se": se,
-            "n_seeds": n, "covers": covers}
+        per_seed = [per_event(r, k=k, policy=policy)[column].mean() for r in records]
+        seed_half = seed_half_width(per_seed, level)
+    low, high = seeds_sessions_interval(value, se, seed_half, level)
+    return {"value": value, "low": low, "high": high, "se_sessions": se, "seed_half": seed_half,
+            "n_seeds": n, "covers": "seeds+sessions" if n >= 2 else "sessions"}
+
+
+def comparison_ci(comparison: dict, per_seed_a: Iterable[float], per_seed_b: Iterable[float],
+                  level: float = 0.95) -> dict:
+    """The CI of a comparison's difference a - b over seeds and sessions, as :func:`run_ci`'s.
+
+    ``comparison``: a :func:`paired_comparison` / :func:`unpaired_comparison` result (its
+    ``diff`` and ``se``, the sessions' linearisation SE of the seed-averaged difference);
+    ``per_seed_a`` / ``per_seed_b``: each run's per-seed metric (the seed part,
+    :func:`gap_seed_half_width`). Returns low, high, rel_low, rel_high (divided by b's
+    metric), se_sessions, seed_half and covers ("seeds+sessions" when a side has >= 2
+    seeds, else "sessions").
+    """
+    a = [x for x in per_seed_a if not np.isnan(x)]
+    b = [x for x in per_seed_b if not np.isnan(x)]
+    seed_half = gap_seed_half_width(a, b, level)
+    low, high = seeds_sessions_interval(comparison["diff"], comparison["se"], seed_half, level)
+    ref = comparison["metric_b"]
+    rel = (low / ref, high / ref) if ref != 0 else (float("nan"), float("nan"))
+    return {"low": low, "high": high, "rel_low": rel[0], "rel_high": rel[1],
+            "se_sessions": comparison["se"], "seed_half": seed_half,
+            "covers": "seeds+sessions" if max(len(a), len(b)) >= 2 else "sessions"}

@@ -324,7 +324,8 @@ def test_run_ci_covers_seeds_and_sessions():
     s2 = record({s: [(0, 0)] if s % 4 else [(50, 0)] for s in range(100)})  # recall 0.75
     one = stats.run_ci([s1], "recall")
     se1 = math.sqrt(100 * 0.25 / (100 * 99))
-    assert one["covers"] == "sessions" and one["se"] == pytest.approx(se1)
+    assert one["covers"] == "sessions" and one["se_sessions"] == pytest.approx(se1)
+    assert one["seed_half"] == 0
     assert (one["low"], one["high"]) == pytest.approx((0.5 - 1.959964 * se1, 0.5 + 1.959964 * se1))
     both = stats.run_ci([s1, s2], "recall")
     assert both["covers"] == "seeds+sessions" and both["value"] == pytest.approx(0.625)
@@ -332,4 +333,59 @@ def test_run_ci_covers_seeds_and_sessions():
     v = np.array([1.0 if s % 2 else (0.5 if s % 4 else 0.0) for s in range(100)])
     se_sess = math.sqrt(np.sum((v - 0.625) ** 2) / (100 * 99))
     se_seed = np.std([0.5, 0.75], ddof=1) / math.sqrt(2)
-    assert both["se"] == pytest.approx(math.hypot(se_sess, se_seed))
+    assert both["se_sessions"] == pytest.approx(se_sess)
+    # the seed part with Student's t, n - 1 = 1 degree of freedom (12.7), the session part with z
+    half = math.hypot(1.959964 * se_sess, sps.t.ppf(0.975, 1) * se_seed)
+    assert (both["low"], both["high"]) == pytest.approx((0.625 - half, 0.625 + half))
+
+
+@pytest.mark.parametrize("n", [2, 3, 5, 12])
+def test_seed_part_uses_t_with_n_minus_1_degrees_of_freedom(n):
+    values = 0.6 + 0.01 * np.arange(n) ** 1.5
+    sd = np.std(values, ddof=1)
+    expected = sps.t.ppf(0.975, n - 1) * sd / math.sqrt(n)
+    assert stats.seed_half_width(values) == pytest.approx(expected)
+    assert stats.seed_half_width(values, level=0.9) == pytest.approx(sps.t.ppf(0.95, n - 1) * sd / math.sqrt(n))
+    if n == 3:  # the figure: t(2) is 2.2 times z
+        assert stats.seed_half_width(values) / (1.959964 * sd / math.sqrt(n)) == pytest.approx(2.2, abs=0.01)
+    assert stats.seed_half_width(values[:1]) == 0.0
+
+
+def test_seed_part_of_a_difference_is_welchs():
+    a, b = np.array([0.70, 0.72, 0.69]), np.array([0.60, 0.66, 0.61, 0.64])
+    ci = sps.ttest_ind(a, b, equal_var=False).confidence_interval(0.95)
+    assert stats.gap_seed_half_width(a, b) == pytest.approx((ci.high - ci.low) / 2)
+    # one seed on one side: that side adds no spread; the other side's t(n - 1) part
+    assert stats.gap_seed_half_width(a, [0.5]) == pytest.approx(stats.seed_half_width(a))
+    assert stats.gap_seed_half_width([0.5], b) == pytest.approx(stats.seed_half_width(b))
+    assert stats.gap_seed_half_width([0.5], [0.4]) == 0.0
+    assert stats.gap_seed_half_width([0.5, 0.5], [0.4, 0.4]) == 0.0
+
+
+def test_comparison_ci_adds_the_seed_part_to_the_session_part():
+    a1 = record({s: [(0, 0)] if s % 2 else [(50, 0)] for s in range(100)})   # recall 0.5
+    a2 = record({s: [(0, 0)] if s % 4 else [(50, 0)] for s in range(100)})   # recall 0.75
+    b1 = record({s: [(0, 0)] if s % 3 else [(50, 0)] for s in range(100)})   # recall 0.66
+    b2 = record({s: [(0, 0)] if s % 5 else [(50, 0)] for s in range(100)})   # recall 0.8
+    c = stats.paired_comparison([a1, a2], [b1, b2], "recall", n_boot=100)
+    per_a, per_b = [0.5, 0.75], [0.66, 0.8]
+    ci = stats.comparison_ci(c, per_a, per_b)
+    welch = sps.ttest_ind(per_a, per_b, equal_var=False).confidence_interval(0.95)
+    half = math.hypot(1.959964 * c["se"], (welch.high - welch.low) / 2)
+    assert c["se"] > 0 and ci["seed_half"] > 0 and ci["covers"] == "seeds+sessions"
+    assert (ci["low"], ci["high"]) == pytest.approx((c["diff"] - half, c["diff"] + half))
+    assert (ci["rel_low"], ci["rel_high"]) == pytest.approx((ci["low"] / c["metric_b"], ci["high"] / c["metric_b"]))
+    only_sessions = stats.comparison_ci(c, [0.625], [0.73])
+    assert only_sessions["covers"] == "sessions"
+    assert only_sessions["high"] - c["diff"] == pytest.approx(1.959964 * c["se"])
+
+
+def test_a_comparison_can_measure_b_under_another_protocol():
+    # a: target always first; b: 4 ties above nothing (optimistic rank 1, random rank 1..5)
+    a = record({s: [(0, 0)] for s in range(30)})
+    b = record({s: [(0, 4)] for s in range(30)})
+    same = stats.paired_comparison(a, b, "mrr", policy="paper2016", n_boot=50)
+    other = stats.paired_comparison(a, b, "mrr", policy="paper2016", policy_b="paper2016_random", n_boot=50)
+    assert same["diff"] == 0 and same["policy_b"] == "paper2016"
+    assert other["metric_b"] == pytest.approx((1 + 1 / 2 + 1 / 3 + 1 / 4 + 1 / 5) / 5)
+    assert other["metric_a"] == 1.0 and other["policy_b"] == "paper2016_random"

@@ -12,6 +12,7 @@ import math
 import numpy as np
 import pandas as pd
 import pytest
+from scipy import stats as sps
 
 from gru4rec_repro import atomic, paper, tables
 from gru4rec_repro.evaluation import metrics_from_ranks
@@ -217,7 +218,8 @@ def test_iclr2016_marks_ours_within_five_percent(built):
     # seeds rank 2 and rank 4; the 2016 cut keeps both (< 20): MRR 0.5 and 0.25
     assert xe["mrr_ours"] == pytest.approx(0.375) and xe["n_seeds"] == 2
     se_seeds = np.std([0.5, 0.25], ddof=1) / math.sqrt(2)  # every session alike: SE_sessions = 0
-    assert xe["mrr_ci_high"] - xe["mrr_ours"] == pytest.approx(Z * se_seeds)
+    # the seed part uses Student's t with n - 1 = 1 degree of freedom, not z = 1.96
+    assert xe["mrr_ci_high"] - xe["mrr_ours"] == pytest.approx(sps.t.ppf(0.975, 1) * se_seeds)
 
 
 def test_iclr2016_display_marks_the_same_level(results):
@@ -332,33 +334,127 @@ def test_claims_verdicts_follow_the_rule(built):
     top1 = row(df, a="torch-top1max", b="torch-top1", metric="mrr")
     assert top1["claimed_rel"] == pytest.approx(0.3045 / 0.2367 - 1)
     assert top1["paired"] and top1["seed_test"] == "Welch"
-    assert top1["ci_low"] > 0 and top1["p_adj"] < 0.05 and top1["seed_p_adj"] < 0.05
+    assert top1["ci_low"] > top1["margin_band"] and top1["p_adj"] < 0.05 and top1["seed_p_adj"] < 0.05
     assert top1["verdict"] == "holds"
     same = row(df, a="torch-bprmax", b="torch-bpr", metric="recall")
     assert same["diff"] == 0 and same["verdict"] == "contradicted"  # no effect (equivalent)
-    iclr = row(df, claim="ICLR 2016: best GRU4Rec > Item-KNN", metric="mrr")
-    assert iclr["a"] == "torch-bpr-2016" and iclr["claimed_rel"] == 0.30  # best MRR under the 2016 cut
-    assert iclr["seed_test"] == "none (one seed each)"
-    assert iclr["ci_high"] < 0 and iclr["verdict"] == "contradicted"  # 0.6 vs Item-KNN's 1.0
+    for ties in ("optimistic ties", "random tie-break"):
+        iclr = row(df, claim=f"ICLR 2016: best GRU4Rec > Item-KNN (Item-KNN with {ties})", metric="mrr")
+        assert iclr["a"] == "torch-bpr-2016" and iclr["claimed_rel"] == 0.30  # best MRR under the 2016 cut
+        assert iclr["seed_test"] == "none (one seed each)" and iclr["protocol"] == "paper2016"
+    # Item-KNN's 4 ties above nothing: optimistic MRR 1 -> GRU4Rec's 0.6 is 40% below it;
+    # random tie-break MRR (1 + 1/2 + ... + 1/5) / 5 = 0.4567 -> GRU4Rec 31.4% above it
+    opt = row(df, claim="ICLR 2016: best GRU4Rec > Item-KNN (Item-KNN with optimistic ties)", metric="mrr")
+    rnd = row(df, claim="ICLR 2016: best GRU4Rec > Item-KNN (Item-KNN with random tie-break)", metric="mrr")
+    assert (opt["protocol_b"], rnd["protocol_b"]) == ("paper2016", "paper2016_random")
+    assert opt["metric_b"] == 1.0 and opt["ci_high"] < 0 and opt["verdict"] == "contradicted"
+    knn_random = (1 + 1 / 2 + 1 / 3 + 1 / 4 + 1 / 5) / 5
+    assert rnd["metric_b"] == pytest.approx(knn_random) and rnd["rel_diff"] == pytest.approx(0.6 / knn_random - 1)
+    assert rnd["verdict"] != opt["verdict"]
     dwell_tt = row(df, a="torch-dwell75-traintest", metric="mrr")
     assert not dwell_tt["paired"]
     for r in df.itertuples():  # the verdict column follows the rule, row by row
         if r.verdict == "holds":
-            assert r.ci_low > 0 and r.p_adj < 0.05
+            assert r.ci_low > r.margin_band and r.p_adj < 0.05
             assert math.isnan(r.seed_p_adj) or r.seed_p_adj < 0.05
         elif r.verdict == "inconclusive":
-            assert not (r.ci_low > 0 and r.p_adj < 0.05 and (math.isnan(r.seed_p_adj) or r.seed_p_adj < 0.05))
+            assert not (r.ci_low > r.margin_band and r.p_adj < 0.05
+                        and (math.isnan(r.seed_p_adj) or r.seed_p_adj < 0.05))
+
+
+def test_claims_table_shows_both_iclr_tie_rules(results, tmp_path):
+    tables.make_table("claims", results, config(), "tiny", tmp_path)
+    md = (tmp_path / "claims.md").read_text()
+    assert "| ICLR 2016: best GRU4Rec > Item-KNN (Item-KNN with optimistic ties)" in md
+    assert "| ICLR 2016: best GRU4Rec > Item-KNN (Item-KNN with random tie-break)" in md
+    assert "2016 cut, random ties (SPEC.md section 7" in md
 
 
 def test_claim_verdict_rule_branches():
-    c = {"ci95": (0.01, 0.03)}
     nan = float("nan")
-    assert claims_mod.claim_verdict(c, +1, 0.001, nan, False)[0] == "holds"
-    assert claims_mod.claim_verdict(c, +1, 0.001, 0.2, False)[0] == "inconclusive"  # seeds do not confirm
-    assert claims_mod.claim_verdict(c, +1, 0.2, nan, False)[0] == "inconclusive"
-    assert claims_mod.claim_verdict(c, -1, 0.001, 0.01, False)[0] == "contradicted"
-    assert claims_mod.claim_verdict({"ci95": (-0.001, 0.002)}, +1, 0.5, nan, True)[0] == "contradicted"
-    assert claims_mod.claim_verdict({"ci95": (-0.001, 0.002)}, +1, 0.5, nan, False)[0] == "inconclusive"
+    ci = (0.01, 0.03)
+    assert claims_mod.claim_verdict(ci, +1, 0.001, nan, False)[0] == "holds"
+    assert claims_mod.claim_verdict(ci, +1, 0.001, 0.2, False)[0] == "inconclusive"  # seeds do not confirm
+    assert claims_mod.claim_verdict(ci, +1, 0.2, nan, False)[0] == "inconclusive"
+    assert claims_mod.claim_verdict(ci, -1, 0.001, 0.01, False)[0] == "contradicted"
+    assert claims_mod.claim_verdict((-0.001, 0.002), +1, 0.5, nan, True)[0] == "contradicted"
+    assert claims_mod.claim_verdict((-0.001, 0.002), +1, 0.5, nan, False)[0] == "inconclusive"
+
+
+def test_a_claim_inside_the_equivalence_band_never_holds():
+    nan = float("nan")
+    # significant (CI excludes 0, p tiny) but inside a +-0.02 band: equivalence is decided first
+    v, why = claims_mod.claim_verdict((0.005, 0.015), +1, 1e-9, 1e-6, True, band=0.02)
+    assert v == "contradicted" and "equivalent" in why
+    # not equivalent (e.g. the seed gap's CI is wider) and still inside the band: not "holds"
+    v, why = claims_mod.claim_verdict((0.005, 0.015), +1, 1e-9, 1e-6, False, band=0.02)
+    assert v == "inconclusive" and "does not clear the margin" in why
+    # the CI reaches past the band but does not clear it: not "holds"
+    assert claims_mod.claim_verdict((0.01, 0.05), +1, 1e-9, nan, False, band=0.02)[0] == "inconclusive"
+    # clears the band: holds
+    assert claims_mod.claim_verdict((0.021, 0.05), +1, 1e-9, nan, False, band=0.02)[0] == "holds"
+
+
+def test_claims_ci_covers_seeds_and_sessions(built):
+    """TOP1-max vs TOP1, MRR@20 (2016 cut), by hand: both runs have 2 seeds and differ at
+    session 100 only, so the CI has a session part and a seed part."""
+    r = row(built["claims"], a="torch-top1max", b="torch-top1", metric="mrr")
+    a = np.array([1.0, (79 + 1 / 2) / 80])               # rank 1; rank 1 but one event at rank 2
+    b = np.array([1 / 3, (79 / 3 + 1 / 2) / 80])         # rank 3; rank 3 but one event at rank 2
+    diff = a.mean() - b.mean()
+    assert r["diff"] == pytest.approx(diff)
+    # sessions: the seed-averaged per-session sums of a - b are 2 x 2/3 except session 100
+    # (events (0.75 - 5/12) and 2/3, sum 1); linearisation SE of the ratio over 40 sessions
+    sums = np.array([1.0] + [4 / 3] * 39)
+    se_sessions = math.sqrt(np.sum((sums - diff * 2) ** 2) / (40 * 39)) / 2
+    assert r["se_sessions"] == pytest.approx(se_sessions)
+    # seeds: the half-width of scipy's Welch 95% CI of the per-seed metrics
+    welch = sps.ttest_ind(a, b, equal_var=False).confidence_interval(0.95)
+    seed_half = (welch.high - welch.low) / 2
+    assert r["seed_half_width"] == pytest.approx(seed_half) and seed_half > 0 and se_sessions > 0
+    half = math.hypot(Z * se_sessions, seed_half)
+    assert (r["ci_low"], r["ci_high"]) == pytest.approx((diff - half, diff + half))
+    assert (r["rel_ci_low"], r["rel_ci_high"]) == pytest.approx(((diff - half) / b.mean(), (diff + half) / b.mean()))
+    assert r["ci_covers"] == "seeds+sessions"
+    # wider than the sessions-only bootstrap CI it replaces
+    assert r["ci_high"] - r["ci_low"] > r["ci_sessions_boot_high"] - r["ci_sessions_boot_low"]
+
+
+def test_claimed_size_column_follows_the_ci(results, built):
+    df = built["claims"]
+    for r in df.itertuples():
+        if math.isnan(r.claimed_rel):
+            assert r.claimed_size_in_ci is None
+        else:
+            assert r.claimed_size_in_ci == (r.rel_ci_low <= r.claimed_rel <= r.rel_ci_high)
+    # ICLR MRR: claimed +30%; against the random tie-break ours is +31.4% with a CI around it
+    rnd = row(df, claim="ICLR 2016: best GRU4Rec > Item-KNN (Item-KNN with random tie-break)", metric="mrr")
+    assert rnd["rel_ci_low"] < 0.30 < rnd["rel_ci_high"] and rnd["claimed_size_in_ci"]
+    opt = row(df, claim="ICLR 2016: best GRU4Rec > Item-KNN (Item-KNN with optimistic ties)", metric="mrr")
+    assert not opt["claimed_size_in_ci"]
+    t = tables.build_table("claims", results, config(), "tiny")
+    shown = t.display.loc[(t.data["a"] == rnd["a"]) & (t.data["protocol_b"] == "paper2016_random")
+                          & (t.data["metric"] == "mrr"), "Claimed size in CI"].item()
+    assert shown == "yes"
+
+
+def test_best_gru4rec_run_is_picked_per_metric_under_the_2016_cut(results):
+    st = tables.Study(results, config(), "tiny")
+    # R@20 (2016 cut): top1-2016 1.0, xe-2016 1.0 (tie: the first in ICLR_GRU_RUNS), bpr-2016 0.6;
+    # MRR@20: bpr-2016 0.6 > xe-2016 0.375 > top1-2016 1/3
+    assert claims_mod.best_run(st, claims_mod.ICLR_GRU_RUNS, "recall") == "torch-top1-2016"
+    assert claims_mod.best_run(st, claims_mod.ICLR_GRU_RUNS, "mrr") == "torch-bpr-2016"
+    runs = {r: impl for r, impl in RUNS.items() if r != "torch-bpr-2016"}
+    st = tables.Study(results, config(runs), "tiny")
+    assert claims_mod.best_run(st, claims_mod.ICLR_GRU_RUNS, "mrr") == "torch-xe-2016"
+    assert claims_mod.best_run(st, ("torch-xe-2016-1000",), "mrr") is None
+
+
+def test_bpr_max_over_bpr_notes_its_claimed_size_has_no_extra_samples(results):
+    t = tables.build_table("claims", results, config(), "tiny")
+    note = [n for n in t.notes if n.startswith("'CIKM 2018: BPR-max > BPR' claimed size")]
+    assert len(note) == 1
+    assert "R@20 +14.1%" in note[0] and "BPR WITHOUT extra samples" in note[0]
 
 
 def test_seed_level_p_picks_the_test():

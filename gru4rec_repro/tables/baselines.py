@@ -19,7 +19,9 @@ import numpy as np
 import pandas as pd
 
 from .. import paper
-from .common import Study, Table, _empty, comparison_notes, protocol_label, published_cells
+from .common import (
+    Study, Table, _empty, _epochs_text, comparison_notes, protocol_label, published_cells, run_setting_cells,
+)
 
 #: (row, run, key of the published number).
 BASELINE_ROWS = (
@@ -55,8 +57,8 @@ def baselines_table(st: Study) -> Table:
         pub = paper.published("baselines", key)
         pubs[label] = pub
         runs.append(run)
-        d = {"method": label, "run": run, "paper_protocol": pub.policy}
-        v = {"Method": label, "Run": run, "Protocol": protocol_label(pub)}
+        d = {"method": label, "run": run, "paper_protocol": pub.policy, **run_setting_cells(st, run, pub)}
+        v = {"Method": label, "Run": run, "Protocol": protocol_label(pub), "Epochs": _epochs_text(d["n_epochs"])}
         for metric in ("recall", "mrr"):
             dd, vv = published_cells(st, run, pub, metric, also=ALSO)
             d.update(dd)
@@ -65,7 +67,7 @@ def baselines_table(st: Study) -> Table:
         disp.append(v)
     if not rows:
         return _empty("baselines", ["Method", "Run"], st)
-    notes = comparison_notes(st, pubs, runs)
+    notes = comparison_notes(st, pubs, runs, data=rows)
     notes.append(
         "The 2016-2017 baseline numbers were measured with optimistic ranks or with a random "
         "tie-break (1e-8 noise), both with the rank < 20 cut: the published value should sit "
@@ -83,7 +85,7 @@ def baselines_table(st: Study) -> Table:
     return Table("baselines", pd.DataFrame(rows), pd.DataFrame(disp), notes,
                  caption="Baselines on RSC15: published (tutorial / ICLR 2016 Table 1) and ours, "
                          "Recall@20 and MRR@20 under the published protocol and conservative ties.",
-                 label_columns=3)
+                 label_columns=4)
 
 
 TABLES = {"baselines": baselines_table}

@@ -24,8 +24,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .. import paper, stats
-from ..contract import validate_ranks
+from .. import gru4rec_params, paper, stats
+from ..contract import REGISTRY, run_params, validate_ranks
 from ..evaluation import DEFAULT_POLICY, POLICIES, per_event
 
 log = logging.getLogger(__name__)
@@ -135,6 +135,7 @@ class Study:
         self.seeds = [int(s) for s in (config.get("seeds") or study.get("seeds") or [])]
         if not self.seeds:
             raise ValueError("config: no seeds (expected 'seeds:' or 'study.seeds')")
+        self.study_config = study
         self.dataset = dataset
         self.margin = float(study.get("equivalence_margin", stats.DEFAULT_MARGIN))
         self.n_boot = int(study.get("n_boot", stats.DEFAULT_N_BOOT))
@@ -201,28 +202,53 @@ class Study:
         return stats.same_events(self.run(run_a).ranks[0], self.run(run_b).ranks[0])
 
     def compare(self, run_a: str, run_b: str, metric: str, seed: int = 0,
-                policy: str | None = None, unpaired_ok: bool = False) -> dict:
+                policy: str | None = None, unpaired_ok: bool = False,
+                policy_b: str | None = None) -> dict:
         """Comparison a - b (seeds averaged per event) plus the seed gap test.
 
         Paired over the same test events; records on different events are an
         error naming both runs, unless ``unpaired_ok`` (a comparison whose test
         sets legitimately differ), which then runs
         :func:`gru4rec_repro.stats.unpaired_comparison` (result ``paired`` False).
+        ``policy_b``: b's protocol when it differs from a's (default ``policy``).
         """
         a, b = self.run(run_a), self.run(run_b)
         policy = policy or self.policy
+        policy_b = policy_b or policy
         if unpaired_ok and not self.same_events(run_a, run_b):
             c = stats.unpaired_comparison(a.ranks, b.ranks, metric, k=self.k, policy=policy,
-                                          n_boot=self.n_boot, seed=seed)
+                                          n_boot=self.n_boot, seed=seed, policy_b=policy_b)
         else:
             c = stats.paired_comparison(
                 a.ranks, b.ranks, metric, k=self.k, policy=policy,
                 n_boot=self.n_boot, seed=seed, unit="session", names=(run_a, run_b),
+                policy_b=policy_b,
             )
         c["seed_gap"] = stats.seed_gap_test(
-            a.per_seed(metric, self.k, policy), b.per_seed(metric, self.k, policy)
+            a.per_seed(metric, self.k, policy), b.per_seed(metric, self.k, policy_b)
         )
         return c
+
+    def params(self, run: str) -> dict:
+        """The run's params as its implementation gets them
+        (:func:`gru4rec_repro.contract.run_params`: ``study.epochs`` applied)."""
+        return run_params({"runs": self.runs_config, "study": self.study_config}, run)
+
+    def resolved(self, run: str) -> dict:
+        """The settings the run trains with: GRU4Rec runs through
+        :func:`gru4rec_repro.gru4rec_params.resolve` (official defaults, ``params_file``,
+        ``ps``; an implementation's own keys kept as given), the baselines over their
+        module's ``DEFAULTS``, anything else its params as given (cached)."""
+        key = ("resolved", run)
+        if key not in self._cache:
+            self._cache[key] = resolved_params(self.runs_config[run].get("implementation", ""),
+                                               self.params(run), run)
+        return self._cache[key]
+
+    def epochs(self, run: str) -> int | None:
+        """Epochs the run trains (its resolved ``n_epochs``); None for a model without epochs."""
+        n = self.resolved(run).get("n_epochs")
+        return None if n is None else int(n)
 
     def seed_json(self, run: str, filename: str) -> list[dict]:
         """The JSON object ``filename`` of each of the run's seeds that has one, in seed order
@@ -250,6 +276,135 @@ def load_config(config) -> dict:
 
         return yaml.safe_load(text)
     return json.loads(text)
+
+
+# ------------------------------------------------------------------- settings
+
+#: Our GRU4Rec implementations (their params go through gru4rec_params.resolve).
+GRU4REC_IMPLEMENTATIONS = ("gru4rec_torch", "gru4rec_keras")
+
+
+def implementation_defaults(implementation: str) -> dict:
+    """The ``DEFAULTS`` dict literal of a registered implementation's module, read from its
+    source without importing it (BPR-MF's module imports torch); {} when it has none."""
+    import ast
+    import importlib.util
+
+    module = REGISTRY[implementation].split(":")[0]
+    spec = importlib.util.find_spec(module)
+    if spec is None or not spec.origin:
+        raise FileNotFoundError(f"implementation {implementation!r}: module {module} not found")
+    tree = ast.parse(Path(spec.origin).read_text(), filename=spec.origin)
+    for node in tree.body:
+        if (isinstance(node, ast.Assign) and len(node.targets) == 1
+                and getattr(node.targets[0], "id", None) == "DEFAULTS"):
+            try:
+                return dict(ast.literal_eval(node.value))
+            except ValueError as e:
+                raise ValueError(f"{spec.origin}: DEFAULTS is not a literal ({e})") from None
+    return {}
+
+
+def resolved_params(implementation: str, params: dict, run: str = "run") -> dict:
+    """The settings a run trains with (see :meth:`Study.resolved`); a bad setting is an error
+    naming the run."""
+    params = dict(params or {})
+    if implementation in GRU4REC_IMPLEMENTATIONS and params.get("variant", "gru4rec") == "gru4rec":
+        known = set(gru4rec_params.known_keys())
+        try:
+            p = gru4rec_params.resolve({k: v for k, v in params.items() if k in known})
+        except (ValueError, OSError) as e:
+            raise ValueError(f"config: run {run!r}: {e}") from None
+        return {**p, **{k: v for k, v in params.items() if k not in known}}
+    if implementation in REGISTRY and implementation not in GRU4REC_IMPLEMENTATIONS:
+        return {**implementation_defaults(implementation), **params}
+    return params
+
+
+def _act_text(p: dict) -> str:
+    act = p.get("final_act") or "linear"
+    if act == "elu":
+        act = f"ELU({p.get('elu_param', 0):g})"
+    if p.get("loss") == "cross-entropy":
+        return "softmax output" if act == "linear" else f"{act} then softmax"
+    return f"{act} output"
+
+
+def setting_text(p: dict) -> str:
+    """A run's resolved settings in words: for GRU4Rec the loss and output, layers, input,
+    batch, samples, dropout, learning rate, momentum, session order and epochs; for any
+    other model its parameters."""
+    if "loss" not in p or "layers" not in p:
+        return ", ".join(f"{k} {v}" for k, v in p.items() if k != "chunk") or "no parameters"
+    if p["embedding"]:
+        inp = f"embedding {p['embedding']}"
+    else:
+        inp = "constrained embedding" if p["constrained_embedding"] else "one-hot input"
+    samples = (f"{p['n_sample']} extra samples (sample_alpha {p['sample_alpha']:g})" if p["n_sample"]
+               else "no extra samples")
+    if p["loss"] == "cross-entropy" and p["logq"]:
+        samples += f", logq {p['logq']:g}"
+    parts = [f"{p['loss']}, {_act_text(p)}", "x".join(map(str, p["layers"])) + " units", inp,
+             f"batch {p['batch_size']}", samples,
+             f"dropout {p['dropout_p_embed']:g}/{p['dropout_p_hidden']:g}",
+             f"lr {p['learning_rate']:g}", f"momentum {p['momentum']:g}"]
+    if p["loss"] == "bpr-max":
+        parts.append(f"bpreg {p['bpreg']:g}")
+    parts.append("time order" if p["time_sort"] else "SessionId order")
+    parts.append(f"{p['n_epochs']} epochs")
+    return ", ".join(parts)
+
+
+def short_setting_text(p: dict) -> str:
+    """A GRU4Rec run's loss and output, batch and session order (the settings ICLR 2016's
+    rows differ in); '–' for any other model."""
+    if "loss" not in p or "layers" not in p:
+        return "–"
+    return (f"{p['loss']}, {_act_text(p)}, batch {p['batch_size']}, "
+            + ("time order" if p["time_sort"] else "SessionId order"))
+
+
+def differences(published: dict, ours: dict) -> list[tuple[str, object, object]]:
+    """(key, ours, published) for each published parameter the run sets otherwise (a key the
+    run does not have counts as different)."""
+    out = []
+    for key, pub in published.items():
+        mine = ours.get(key, "not set")
+        same = (list(mine) == list(pub) if isinstance(pub, (list, tuple)) and isinstance(mine, (list, tuple))
+                else mine == pub)
+        if not same:
+            out.append((key, mine, pub))
+    return out
+
+
+def differences_text(diff: list[tuple[str, object, object]]) -> str:
+    return ", ".join(f"{k} {ours} (published {pub})" for k, ours, pub in diff) or "none"
+
+
+def run_setting_cells(st: "Study", run: str, pub: paper.Published | None) -> dict:
+    """The CSV columns of a run's settings: n_epochs, setting (:func:`setting_text`) and
+    differs_from_published (:func:`differences` against ``pub.params``)."""
+    p = st.resolved(run)
+    diff = differences(pub.params, p) if pub is not None else []
+    return {"n_epochs": st.epochs(run), "setting": setting_text(p),
+            "differs_from_published": differences_text(diff)}
+
+
+def _epochs_text(n) -> str:
+    return "–" if n is None or (isinstance(n, float) and math.isnan(n)) else str(int(n))
+
+
+def settings_note(st: "Study", rows: list[dict], what: str = "run") -> str:
+    """One note: each row's run with its resolved setting and what differs from the published
+    setting (``rows``: data rows with run, n_epochs, setting, differs_from_published)."""
+    seen: dict[str, str] = {}
+    for d in rows:
+        text = f"{d['run']}: {d['setting']}; differs from the published setting: {d['differs_from_published']}"
+        if d.get("row") or d.get("method"):
+            text = f"{d.get('row') or d.get('method')} ({text})"
+        seen.setdefault(text, text)
+    return (f"Settings each {what} trains with (its resolved parameters, study.epochs applied) and "
+            "every published parameter it sets otherwise: " + "; ".join(seen) + ".")
 
 
 # --------------------------------------------------------------------- formatting
@@ -389,8 +544,10 @@ def published_cells(st: Study, run: str, pub: paper.Published, metric: str,
 
 
 def comparison_notes(st: Study, pubs: dict[str, paper.Published], runs: list[str],
-                     conservative: bool = True) -> list[str]:
-    """Notes of a table that puts published numbers next to ours: sources, protocols, CIs.
+                     conservative: bool = True, data: list[dict] | None = None) -> list[str]:
+    """Notes of a table that puts published numbers next to ours: sources, protocols, CIs and,
+    with ``data`` (rows holding :func:`run_setting_cells`), each run's settings
+    (:func:`settings_note`).
 
     ``conservative``: whether the table shows the 'ours, conservative' column
     (:func:`published_cells`); the notes describe it only then.
@@ -408,6 +565,8 @@ def comparison_notes(st: Study, pubs: dict[str, paper.Published], runs: list[str
         "Sources: " + "; ".join(f"{', '.join(rows)}: {cite}" for cite, rows in _by_source(pubs).items())
         + ".",
     ]
+    if data:
+        notes.append(settings_note(st, data))
     if not st.is_paper_data:
         notes.append(
             f"Dataset '{st.dataset}' is not RSC15: the paper columns are RSC15 numbers, shown for "
@@ -427,9 +586,10 @@ def _by_source(pubs: dict[str, paper.Published]) -> dict[str, list[str]]:
 def ci_note(st: Study, runs: list[str]) -> str:
     """What the 95% CI of ours covers, naming the one-seed runs."""
     one = [r for r in dict.fromkeys(runs) if r and len(st.run(r).seeds) == 1]
-    text = ("95% CI of ours: mean over seeds +- 1.96 sqrt(SE_sessions^2 + sd_seeds^2 / n_seeds), "
-            "covering test sessions and seeds together (SE_sessions: linearisation SE of the "
-            "seed-averaged metric over test sessions)")
+    text = ("95% CI of ours: mean over seeds +- sqrt((1.96 SE_sessions)^2 + (t(n-1) sd_seeds / "
+            "sqrt(n))^2), n the number of seeds, covering test sessions and seeds together "
+            "(SE_sessions: linearisation SE of the seed-averaged metric over test sessions; t(n-1): "
+            "Student's 97.5% quantile, 4.30 for 3 seeds)")
     if one:
         text += f"; runs with one seed ({', '.join(one)}): test sessions only"
     return text + "."
@@ -498,12 +658,15 @@ def _pct(x: float) -> str:
 
 
 def published_rows(st: Study, table: str, rows, also: tuple = (), conservative: bool = True,
-                   extra=None) -> tuple[list[dict], list[dict], dict, list[str]]:
+                   extra=None, setting_column: bool = False) -> tuple[list[dict], list[dict], dict, list[str]]:
     """Rows of a table comparing published numbers with ours.
 
     ``rows``: (label, run, key of :func:`gru4rec_repro.paper.published` in ``table``);
-    rows whose run is not in the config are skipped. ``extra(label, run, key, pub) -> (data,
-    display)`` adds columns after the published cells (``pub``: the row's Published). Returns (data rows, display rows, {label: Published}, runs).
+    rows whose run is not in the config are skipped. Every row carries the run's settings
+    (:func:`run_setting_cells`; display column Epochs, and with ``setting_column`` the
+    loss and output, batch and session order, :func:`short_setting_text`). ``extra(label, run, key, pub) -> (data, display)`` adds columns after the
+    published cells (``pub``: the row's Published). Returns (data rows, display rows,
+    {label: Published}, runs).
     """
     data, disp, pubs, runs = [], [], {}, []
     for label, run, key in rows:
@@ -514,8 +677,10 @@ def published_rows(st: Study, table: str, rows, also: tuple = (), conservative: 
             raise KeyError(f"gru4rec_repro/paper.py: no published value for ({table!r}, {key!r})")
         pubs[label] = pub
         runs.append(run)
-        d = {"row": label, "run": run, "paper_protocol": pub.policy}
-        v = {"Row": label, "Run": run, "Protocol": protocol_label(pub)}
+        d = {"row": label, "run": run, "paper_protocol": pub.policy, **run_setting_cells(st, run, pub)}
+        v = {"Row": label, "Run": run, "Protocol": protocol_label(pub), "Epochs": _epochs_text(d["n_epochs"])}
+        if setting_column:
+            v["Setting (ours)"] = short_setting_text(st.resolved(run))
         for metric in METRIC_LABELS:
             dd, vv = published_cells(st, run, pub, metric, also=also, conservative=conservative)
             d.update(dd)

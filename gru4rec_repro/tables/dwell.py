@@ -64,7 +64,7 @@ def dwell_table(st: Study) -> Table:
     data, disp, pubs, runs = published_rows(st, "dwell", list(_rows()), extra=leak)
     if not data:
         return _empty("dwell", ["Row", "Run"], st)
-    notes = comparison_notes(st, pubs, runs)
+    notes = comparison_notes(st, pubs, runs, data=data)
     notes.append(
         "Boosting with threshold t repeats an event 1 + floor(dwell / t) times in place. "
         "Train-only boosts the training set, as the paper describes; train+test also boosts the "
@@ -86,7 +86,7 @@ def dwell_table(st: Study) -> Table:
     return Table("dwell", pd.DataFrame(data), pd.DataFrame(disp), notes,
                  caption="Bogina and Kuflik's dwell-time table (2017) next to ours, boosting the "
                          "training set only and the test set too.",
-                 label_columns=3)
+                 label_columns=4)
 
 
 TABLES = {"dwell": dwell_table}
