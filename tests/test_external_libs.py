@@ -16,8 +16,10 @@ this data, a stated weaker check). Further tests compare the adapters'
 batched scoring with the libraries' own one-session scoring, and pin the
 Torch-RecHub defect the adapter works around.
 
-Skipped only when the package index cannot be reached (the environments
-need it once).
+Skipped only when an environment is not built and the package index
+cannot be reached (:func:`gru4rec_repro.external.environment_unavailable`
+says which and why); every test that runs an adapter builds or finds its
+environment first.
 """
 from __future__ import annotations
 
@@ -54,24 +56,12 @@ TUNED_XE = {"loss": "cross-entropy", "layers": [100], "batch_size": 32, "constra
 # --------------------------------------------------------------------------- environments
 
 
-def _index_reachable(package: str, version: str) -> bool:
-    """Whether pip's configured package index answers for ``package`` and lists ``version``."""
-    try:
-        out = subprocess.run([sys.executable, "-m", "pip", "index", "versions", package],
-                             capture_output=True, text=True, timeout=180)
-    except (OSError, subprocess.TimeoutExpired):
-        return False
-    return out.returncode == 0 and version in out.stdout
-
-
 def build_env(name: str) -> Path:
-    """Library ``name``'s environment, built (once, cached) by the project's builder."""
-    env = external.environment_dir(name)
-    if not external.is_built(env):
-        package, version = PACKAGES[name]
-        if not _index_reachable(package, version):
-            pytest.skip(f"the package index cannot be reached (pip index versions {package}), "
-                        f"so the {name} environment cannot be built")
+    """Library ``name``'s environment, built (once, cached) by the project's builder; the test skips,
+    saying why, when it is not built and the package index cannot be reached."""
+    reason = external.environment_unavailable(name)
+    if reason:
+        pytest.skip(reason)
     return external.build_environment(name)
 
 
@@ -210,8 +200,9 @@ def test_torch_rechub_one_epoch_beats_random_scoring(adapter_runs, tiny):
 
 @pytest.mark.parametrize("name", LIBRARIES)
 def test_same_seed_gives_the_same_rank_record(name, adapter_runs, tiny, tmp_path):
+    first = adapter_runs(name)["ranks"]  # first: builds the environment, or skips saying why it cannot
     again = run_adapter(name, tiny, tmp_path / "again")["ranks"]
-    pd.testing.assert_frame_equal(again, adapter_runs(name)["ranks"])
+    pd.testing.assert_frame_equal(again, first)
 
 
 # --------------------------------------------------------------------------- against the libraries' own scoring
@@ -337,3 +328,21 @@ def test_torch_rechub_defects_the_adapter_works_around_still_hold(envs):
     out = run_in_env(external._python(envs("torch_rechub")), TORCH_RECHUB_FORWARD)
     out = json.loads(out.strip().splitlines()[-1])
     assert out == {"forward": [4, 8], "gru_layers": 2, "layers_settable": False}
+
+
+def test_torch_rechub_trains_when_the_last_batch_holds_one_example(envs, tiny, tmp_path):
+    """(training events - sessions) % batch_size == 1: a last batch of one example, which the library's
+    BatchNorm and in-batch negatives cannot take; the adapter drops it (README) and trains."""
+    envs("torch_rechub")
+    train, test = tiny["train"], tiny["test"]
+    examples = len(train) - train["SessionId"].nunique()
+    batch_size = next(b for b in range(16, 256) if examples % b == 1)
+    params = dict(TUNED_XE, batch_size=batch_size)
+    ranks, info = external.run_adapter("torch_rechub", train, test, params, 1, tmp_path / "run", threads=1)
+    assert info["training_examples"] == examples and examples % batch_size == 1
+    assert info["examples_dropped_per_epoch"] == 1 and info["translated"]["train DataLoader drop_last"] is True
+    assert len(ranks) == len(expected_events(test))
+    # any other remainder: nothing dropped
+    ranks, info = external.run_adapter("torch_rechub", train, test, dict(params, batch_size=batch_size + 1), 1,
+                                       tmp_path / "other", threads=1)
+    assert info["examples_dropped_per_epoch"] == 0 and info["translated"]["train DataLoader drop_last"] is False

@@ -143,6 +143,15 @@ def sessions_as_prefixes(train, index: ac.ItemIndex):
     return hists, np.asarray(targets, np.int64)
 
 
+def last_batch_of_one(n_examples: int, batch_size: int) -> bool:
+    """Whether an epoch of ``n_examples`` in batches of ``batch_size`` ends in a batch of one example
+    (dropped by the adapter: see main). Fewer than two examples cannot be trained at all."""
+    if n_examples < 2:
+        raise ac.AdapterError(f"{n_examples} training example(s) (training events - sessions): Torch-RecHub's "
+                              "in-batch negatives need at least 2 in a batch (utils/match.py:124-125)")
+    return n_examples % batch_size == 1
+
+
 def build_model(s: dict, n_items: int):
     from torch_rechub.basic.features import SequenceFeature, SparseFeature
     from torch_rechub.models.matching import GRU4Rec
@@ -160,6 +169,7 @@ def main(argv=None) -> None:
     args = ac.parse_args(argv, description=__doc__.splitlines()[0])
     import torch
     from importlib.metadata import version
+    from torch.utils.data import DataLoader
     from torch_rechub.trainers import MatchTrainer
     from torch_rechub.utils.data import MatchDataGenerator, pad_sequences
 
@@ -182,7 +192,15 @@ def main(argv=None) -> None:
     }
     all_items = {"item": np.arange(1, len(index) + 1, dtype=np.int64)}
     dg = MatchDataGenerator(x=x, y=np.zeros(len(targets), np.int64))
-    train_dl, _, item_dl = dg.generate_dataloader(x, all_items, batch_size=s["batch_size"], num_workers=0)
+    _, _, item_dl = dg.generate_dataloader(x, all_items, batch_size=s["batch_size"], num_workers=0)
+    # the training loader generate_dataloader makes (utils/data.py:51), but for a last batch of ONE
+    # example, which the trainer cannot take: its BatchNorm (basic/layers.py:283) refuses one value
+    # per channel in training mode and inbatch_negative_sampling (utils/match.py:124-125) needs two
+    # examples. That batch is dropped (drop_last), a different example each epoch (the order is
+    # shuffled); any other last batch is kept, and the loader is the library's own.
+    drop_last = last_batch_of_one(len(targets), s["batch_size"])
+    tr.also("train DataLoader drop_last", drop_last)
+    train_dl = DataLoader(dg.dataset, batch_size=s["batch_size"], shuffle=True, num_workers=0, drop_last=drop_last)
 
     model = build_model(s, len(index))
     with tempfile.TemporaryDirectory() as model_path:
@@ -213,6 +231,9 @@ def main(argv=None) -> None:
         train_loss=losses,
         train_loss_note="MatchTrainer's epoch loss: the mean over the epoch's batches of the batch-mean loss",
         training_examples=int(len(targets)),
+        examples_dropped_per_epoch=int(drop_last),
+        examples_dropped_note="a last mini-batch of one example is dropped every epoch (BatchNorm and in-batch "
+                              "negatives need two); which example is dropped changes with the shuffle",
         history_length=int(max_len),
         device=device,
     )
