@@ -1,12 +1,18 @@
-"""One training job per GPU on a multi-GPU machine: a lock-file slot per GPU.
+"""N training jobs per GPU on a machine with GPUs: lock-file slots, N per GPU.
 
 The ``run`` command calls :func:`pin_gpu` before PyTorch or TensorFlow is
 imported. A job that would use a GPU takes the first free slot (an exclusive
-``flock`` on ``<lock dir>/gpu-<id>.lock``), sets ``CUDA_VISIBLE_DEVICES`` to
-that one GPU, and holds the lock until the process exits (the kernel releases
-it even when the job is killed). A job that finds every slot taken waits for
-one. So with Snakemake's ``--resources gpu=N`` (profiles/local-gpu) each of
-the at most N GPU jobs gets its own GPU, deterministically the lowest free one.
+``flock`` on ``<lock dir>/gpu-<id>.lock``, and ``gpu-<id>.<k>.lock`` for the
+k-th further job on that GPU), sets ``CUDA_VISIBLE_DEVICES`` to that one GPU,
+and holds the lock until the process exits (the kernel releases it even when
+the job is killed). A job that finds every slot taken waits for one.
+
+Jobs per GPU: ``$GRU4REC_JOBS_PER_GPU`` (the workflow sets it from the config's
+``study.jobs_per_gpu``; default 1). Slots are filled GPU by GPU at each depth:
+every GPU's first slot before any GPU's second, so jobs spread over the GPUs
+before they share one. With Snakemake's ``--resources gpu=G x N``
+(profiles/local-gpu; G GPUs) at most N jobs run on each GPU, deterministically
+the lowest free slot.
 
 Nothing is pinned when:
 
@@ -76,15 +82,31 @@ def visible_gpus() -> list[str]:
     return [str(i) for i, line in enumerate(ln for ln in listing.splitlines() if ln.startswith("GPU "))]
 
 
+def jobs_per_gpu() -> int:
+    """Training jobs that may share one GPU: ``$GRU4REC_JOBS_PER_GPU`` (default 1)."""
+    value = os.environ.get("GRU4REC_JOBS_PER_GPU", "1").strip() or "1"
+    if not value.isdigit() or int(value) < 1:
+        raise ValueError(f"GRU4REC_JOBS_PER_GPU={value!r}: give a whole number of jobs per GPU, 1 or more "
+                         "(study.jobs_per_gpu in the config)")
+    return int(value)
+
+
+def slot_file(directory: Path, gpu: str, k: int) -> Path:
+    """The lock file of the ``k``-th job (0-based) on ``gpu``."""
+    return directory / (f"gpu-{gpu}.lock" if k == 0 else f"gpu-{gpu}.{k}.lock")
+
+
 def acquire(gpus: Sequence[str], directory: str | os.PathLike | None = None,
-            poll_seconds: float = 2.0, timeout: float | None = None) -> str:
-    """Take the first free slot among ``gpus`` (waiting for one); return its GPU id.
+            poll_seconds: float = 2.0, timeout: float | None = None, per_gpu: int = 1) -> str:
+    """Take the first free slot among ``gpus``, ``per_gpu`` slots each (waiting for one); return its GPU id.
 
     The lock is held by this process until it exits (or :func:`release_all`).
     ``timeout``: seconds to wait at most (None: forever); TimeoutError after.
     """
     if not gpus:
         raise ValueError("acquire: no GPUs to choose from")
+    if per_gpu < 1:
+        raise ValueError(f"acquire: per_gpu must be 1 or more, got {per_gpu}")
     directory = Path(directory) if directory is not None else lock_dir()
     directory.mkdir(parents=True, exist_ok=True)
     try:  # several users may share the machine's GPUs: anyone may create lock files
@@ -94,8 +116,8 @@ def acquire(gpus: Sequence[str], directory: str | os.PathLike | None = None,
     start = time.monotonic()
     waited = False
     while True:
-        for gpu in gpus:
-            path = directory / f"gpu-{gpu}.lock"
+        for k, gpu in ((k, gpu) for k in range(per_gpu) for gpu in gpus):
+            path = slot_file(directory, gpu, k)
             fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o666)
             try:  # readable and writable by whoever shares the GPUs
                 os.fchmod(fd, 0o666)
@@ -116,7 +138,8 @@ def acquire(gpus: Sequence[str], directory: str | os.PathLike | None = None,
                 log.info("GPU %s came free after %.0f s", gpu, time.monotonic() - start)
             return gpu
         if timeout is not None and time.monotonic() - start >= timeout:
-            raise TimeoutError(f"no free GPU slot among {list(gpus)} in {directory} after {timeout:.0f} s")
+            raise TimeoutError(f"no free GPU slot among {list(gpus)} ({per_gpu} per GPU) in {directory} "
+                               f"after {timeout:.0f} s")
         if not waited:
             log.info("every GPU slot among %s is taken (%s); waiting for one", list(gpus), directory)
             waited = True
@@ -147,7 +170,9 @@ def pin_gpu(implementation: str, device: str) -> str | None:
     gpus = visible_gpus()
     if not gpus:
         return None
-    gpu = acquire(gpus)
+    per_gpu = jobs_per_gpu()
+    gpu = acquire(gpus, per_gpu=per_gpu)
     os.environ["CUDA_VISIBLE_DEVICES"] = gpu
-    log.info("GPU slot: CUDA_VISIBLE_DEVICES=%s (of %s; locks in %s)", gpu, ",".join(gpus), lock_dir())
+    log.info("GPU slot: CUDA_VISIBLE_DEVICES=%s (of %s; %d job(s) per GPU; locks in %s)", gpu, ",".join(gpus),
+             per_gpu, lock_dir())
     return gpu

@@ -142,6 +142,36 @@ def test_each_job_gets_its_own_gpu_and_a_third_waits(tmp_path):
         p.wait()
 
 
+def test_several_jobs_per_gpu_spread_over_the_gpus_first(tmp_path):
+    """2 GPUs, 2 jobs per GPU: GPUs 0 and 1 once each, then each again; a fifth job waits."""
+    env = dict(_env(tmp_path, "0,1"), GRU4REC_JOBS_PER_GPU="2")
+    holders = []
+    for _ in range(4):  # one after another, so each takes the lowest free slot
+        holders.append(subprocess.Popen([sys.executable, "-c", HOLD, "4"], env=env, stdout=subprocess.PIPE,
+                                        text=True))
+        holders[-1].first = holders[-1].stdout.readline().split()
+    assert [h.first[0] for h in holders] == ["0", "1", "0", "1"]
+    assert all(h.first[0] == h.first[1] for h in holders)  # CUDA_VISIBLE_DEVICES = the slot's GPU
+    assert sorted(p.name for p in (tmp_path / "locks").iterdir()) == [
+        "gpu-0.1.lock", "gpu-0.lock", "gpu-1.1.lock", "gpu-1.lock"]
+    with pytest.raises(TimeoutError, match=r"2 per GPU"):
+        gpuslot.acquire(["0", "1"], tmp_path / "locks", poll_seconds=0.1, timeout=0.5, per_gpu=2)
+    for p in holders:
+        p.kill()
+        p.wait()
+
+
+def test_jobs_per_gpu_from_the_environment(monkeypatch):
+    monkeypatch.delenv("GRU4REC_JOBS_PER_GPU", raising=False)
+    assert gpuslot.jobs_per_gpu() == 1
+    monkeypatch.setenv("GRU4REC_JOBS_PER_GPU", "3")
+    assert gpuslot.jobs_per_gpu() == 3
+    for bad in ("0", "two", "-1"):
+        monkeypatch.setenv("GRU4REC_JOBS_PER_GPU", bad)
+        with pytest.raises(ValueError, match="GRU4REC_JOBS_PER_GPU.*study.jobs_per_gpu"):
+            gpuslot.jobs_per_gpu()
+
+
 def test_no_slot_for_cpu_jobs_slurm_jobs_or_no_gpus(tmp_path, monkeypatch):
     for key, value in _env(tmp_path, "3,5").items():
         monkeypatch.setenv(key, value)
@@ -199,3 +229,20 @@ def test_local_gpu_profile_pins_each_training_job(tmp_path):
         text = (logs / f"{run}.log").read_text()
         assert "GPU slot: CUDA_VISIBLE_DEVICES=0" in text or "GPU slot: CUDA_VISIBLE_DEVICES=1" in text, text[-2000:]
     assert "GPU slot" not in (logs / "pop.log").read_text()
+
+
+@pytest.mark.slow
+def test_local_gpu_profile_puts_two_jobs_on_one_gpu(tmp_path):
+    """study.jobs_per_gpu: 2 and one (pretend) GPU: both GRU4Rec jobs take a slot on GPU 0."""
+    config = tmp_path / "gpu.yaml"
+    config.write_text("study:\n  runs: [torch-xe, torch-bprmax]\n  seeds: [1]\n  gpu_per_job: 1\n"
+                      "  jobs_per_gpu: 2\n")
+    env = _env(tmp_path, "0")
+    targets = [f"results/tiny/runs/{r}/seed1/ranks.parquet" for r in ("torch-xe", "torch-bprmax")]
+    proc = snakemake(tmp_path, *targets, "--workflow-profile", str(PROFILES / "local-gpu"), "--resources", "gpu=2",
+                     "--cores", "2", "--configfile", "config/test.yaml", str(config), env=env)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    logs = tmp_path / "results" / "logs" / "tiny" / "runs"
+    for run in ("torch-xe", "torch-bprmax"):
+        text = (logs / f"{run}.log").read_text()
+        assert "GPU slot: CUDA_VISIBLE_DEVICES=0 (of 0; 2 job(s) per GPU" in text, text[-2000:]

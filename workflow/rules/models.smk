@@ -14,6 +14,10 @@
 # Deterministic baselines (POP, S-POP, Item-KNN) run once, with the first seed.
 
 
+# GPU jobs per GPU (study.jobs_per_gpu): the run command's GPU slots read it (gru4rec_repro/gpuslot.py).
+os.environ["GRU4REC_JOBS_PER_GPU"] = str(STUDY["jobs_per_gpu"])
+
+
 rule train:
     input:
         unpack(run_splits),
