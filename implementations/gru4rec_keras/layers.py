@@ -1,21 +1,27 @@
-"""Keras 3 layers of GRU4Rec (TensorFlow backend).
+"""Keras 3 layers of GRU4Rec, backend-agnostic (``keras.ops`` only).
+
+Each layer holds its weights as Keras variables; its math is also a pure
+function of the weights' values (``pure``/``gru_cell``), which the model's
+compiled steps call with values passed in (the stateless form every backend
+can compile and differentiate).
 
 * :class:`ItemMatrix`: an (n_items, d) matrix used by row lookup -- the input
   embedding ``E``, and the output item matrix ``Wy`` with its bias ``By``.
-  Lookups go through ``tf.gather`` on the variable so that gradients are
-  ``tf.IndexedSlices`` and the optimizer can touch only the rows used.
+  The model gathers the rows a step uses and differentiates with respect to
+  those rows only, so the optimizer touches only them.
 * :class:`OneHotGRU`: the first layer when the input is one-hot, in the
   original GRU form. A one-hot vector times the input weights is a row of
   them, so the one-hot matrix is never built: ``Wx[x]`` is gathered.
 * The library-form layers are ``keras.layers.GRUCell(reset_after=True)``
-  (created in :mod:`.model`); Keras packs their gates (update, reset, new).
-* :class:`Dropout`: inverted dropout drawn from the model's seeded
-  ``tf.random.Generator`` so that training is reproducible.
+  (created in :mod:`.model`; Keras packs their gates (update, reset, new));
+  :func:`gru_cell` is their math on the cell's weights.
+* :class:`Dropout`: inverted dropout drawn from a ``keras.random.SeedGenerator``
+  so that training is reproducible on every backend.
 """
 from __future__ import annotations
 
 import keras
-import tensorflow as tf
+from keras import ops
 
 
 class ItemMatrix(keras.layers.Layer):
@@ -29,14 +35,19 @@ class ItemMatrix(keras.layers.Layer):
         self.built = True
 
     def rows(self, idx):
-        """W[idx] (gradient: IndexedSlices over idx)."""
-        return tf.gather(self.W.value, idx)
+        """W[idx]."""
+        return ops.take(self.W.value, idx, axis=0)
+
+    @staticmethod
+    def scores(h, W, b):
+        """h . W^T + b: W, b the rows (or all) of the item matrix and its bias."""
+        return ops.matmul(h, ops.transpose(W)) + b[None, :]
 
     def score(self, h, idx=None):
         """h . W[idx]^T + b[idx]; all items when ``idx`` is None."""
         if idx is None:
-            return tf.matmul(h, self.W.value, transpose_b=True) + self.b.value[None, :]
-        return tf.matmul(h, tf.gather(self.W.value, idx), transpose_b=True) + tf.gather(self.b.value, idx)[None, :]
+            return self.scores(h, self.W.value, self.b.value)
+        return self.scores(h, ops.take(self.W.value, idx, axis=0), ops.take(self.b.value, idx, axis=0))
 
     def call(self, idx):
         return self.rows(idx)
@@ -59,28 +70,56 @@ class OneHotGRU(keras.layers.Layer):
         self.b = self.add_weight(shape=(3 * units,), initializer="zeros", name="b")
         self.built = True
 
-    def call(self, idx, h):
-        v = tf.gather(self.Wx.value, idx) + self.b.value
-        v_n, v_rz = v[:, : self.units], v[:, self.units:]
-        rz = tf.sigmoid(v_rz + tf.matmul(h, self.Wrz.value))
-        r, z = rz[:, : self.units], rz[:, self.units:]
-        n = tf.tanh(tf.matmul(r * h, self.Wh.value) + v_n)
+    @staticmethod
+    def pure(units: int, Wx_rows, Wrz, Wh, b, h):
+        """The layer on the gathered rows ``Wx[x]`` and the other weights' values."""
+        v = Wx_rows + b
+        v_n, v_rz = v[:, :units], v[:, units:]
+        rz = ops.sigmoid(v_rz + ops.matmul(h, Wrz))
+        r, z = rz[:, :units], rz[:, units:]
+        n = ops.tanh(ops.matmul(r * h, Wh) + v_n)
         return (1.0 - z) * h + z * n
+
+    def call(self, idx, h):
+        return self.pure(self.units, ops.take(self.Wx.value, idx, axis=0), self.Wrz.value, self.Wh.value,
+                         self.b.value, h)
+
+
+def gru_cell(units: int, kernel, recurrent_kernel, bias, x, h):
+    """``keras.layers.GRUCell(reset_after=True)`` on its weights' values: gate blocks
+    (update z, reset r, new n) along the columns, ``bias`` = (input bias, recurrent bias);
+    h' = z * h + (1 - z) * n, n = tanh(x W_n + b_n + r * (h U_n + c_n))."""
+    H = units
+    xk = ops.matmul(x, kernel) + bias[0]
+    hk = ops.matmul(h, recurrent_kernel) + bias[1]
+    z = ops.sigmoid(xk[:, :H] + hk[:, :H])
+    r = ops.sigmoid(xk[:, H:2 * H] + hk[:, H:2 * H])
+    n = ops.tanh(xk[:, 2 * H:] + r * hk[:, 2 * H:])
+    return z * h + (1.0 - z) * n
 
 
 class Dropout(keras.layers.Layer):
-    """Inverted dropout with a given ``tf.random.Generator`` (identity when p = 0)."""
+    """Inverted dropout drawn from ``generator`` (a ``keras.random.SeedGenerator``;
+    identity when p = 0). The mask keeps x where a uniform draw is >= p and scales by 1/(1-p).
 
-    def __init__(self, p: float, generator: tf.random.Generator, **kwargs):
+    In a stateless (compiled JAX) step, call it inside ``keras.StatelessScope`` with the
+    generator's ``state`` mapped, or draw :meth:`mask` there and multiply.
+    """
+
+    def __init__(self, p: float, generator: keras.random.SeedGenerator, **kwargs):
         super().__init__(**kwargs)
         self.p = float(p)
         self.generator = generator
 
+    def mask(self, shape):
+        """A scaled mask (0 or 1/(1-p)) of ``shape``; advances the generator."""
+        u = keras.random.uniform(shape, seed=self.generator)
+        return ops.where(u >= self.p, 1.0 / (1.0 - self.p), 0.0)
+
     def call(self, x, training=False):
         if not training or self.p <= 0:
             return x
-        keep = self.generator.uniform(tf.shape(x)) >= self.p
-        return tf.where(keep, x / (1.0 - self.p), tf.zeros_like(x))
+        return x * self.mask(ops.shape(x))
 
 
 class OneHotLibraryGRU(keras.layers.Layer):
@@ -104,11 +143,17 @@ class OneHotLibraryGRU(keras.layers.Layer):
         self.bias = self.add_weight(shape=(2, 3 * units), initializer="zeros", name="bias")
         self.built = True
 
-    def call(self, idx, h):
-        H = self.units
-        x = tf.gather(self.kernel.value, idx) + self.bias.value[0]
-        u = tf.matmul(h, self.recurrent_kernel.value) + self.bias.value[1]
-        z = tf.sigmoid(x[:, :H] + u[:, :H])
-        r = tf.sigmoid(x[:, H:2 * H] + u[:, H:2 * H])
-        n = tf.tanh(x[:, 2 * H:] + r * u[:, 2 * H:])
+    @staticmethod
+    def pure(units: int, kernel_rows, recurrent_kernel, bias, h):
+        """The layer on the gathered rows ``kernel[x]`` and the other weights' values."""
+        H = units
+        x = kernel_rows + bias[0]
+        u = ops.matmul(h, recurrent_kernel) + bias[1]
+        z = ops.sigmoid(x[:, :H] + u[:, :H])
+        r = ops.sigmoid(x[:, H:2 * H] + u[:, H:2 * H])
+        n = ops.tanh(x[:, 2 * H:] + r * u[:, 2 * H:])
         return z * h + (1.0 - z) * n
+
+    def call(self, idx, h):
+        return self.pure(self.units, ops.take(self.kernel.value, idx, axis=0), self.recurrent_kernel.value,
+                         self.bias.value, h)

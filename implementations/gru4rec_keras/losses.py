@@ -4,68 +4,69 @@
 i scores lane i's target (column i, the diagonal), the other lanes' targets
 and the shared extra samples. Every function returns the per-row loss; the
 model sums it over the lanes and divides by the NOMINAL batch size
-(SPEC.md "Loss formulas exactly as coded").
+(SPEC.md "Loss formulas exactly as coded"). Written with ``keras.ops``: the same
+code runs on every Keras backend.
 """
 from __future__ import annotations
 
-import tensorflow as tf
+from keras import ops
 
 EPS = 1e-24
 LOSSES = ("cross-entropy", "top1", "bpr", "top1-max", "bpr-max")
 
 
-def _diagonal(R: tf.Tensor) -> tf.Tensor:
+def _diagonal(R):
     """Score of each row's target, as a column (B, 1)."""
-    b = tf.shape(R)[0]
-    return tf.reshape(tf.linalg.diag_part(R[:, :b]), (-1, 1))
+    b = ops.shape(R)[0]
+    return ops.take_along_axis(R, ops.arange(b)[:, None], axis=1)
 
 
-def _target_mask(R: tf.Tensor) -> tf.Tensor:
+def _target_mask(R):
     """1 everywhere but on the diagonal (B, B + n_sample)."""
-    b = tf.shape(R)[0]
-    return 1.0 - tf.eye(b, tf.shape(R)[1], dtype=R.dtype)
+    shape = ops.shape(R)
+    return ops.cast(ops.arange(shape[0])[:, None] != ops.arange(shape[1])[None, :], R.dtype)
 
 
-def softmax_negatives(R: tf.Tensor) -> tf.Tensor:
+def softmax_negatives(R):
     """Softmax over the negatives only: target column zeroed and given weight 0."""
     mask = _target_mask(R)
     X = R * mask
-    e = tf.exp(X - tf.reduce_max(X, axis=1, keepdims=True)) * mask
-    return e / tf.reduce_sum(e, axis=1, keepdims=True)
+    e = ops.exp(X - ops.max(X, axis=1, keepdims=True)) * mask
+    return e / ops.sum(e, axis=1, keepdims=True)
 
 
-def cross_entropy(R: tf.Tensor, log_q: tf.Tensor | None = None, logq: float = 0.0) -> tf.Tensor:
+def cross_entropy(R, log_q=None, logq: float = 0.0):
     """-log(softmax(R - logq * log Q)_target + 1e-24)."""
     if log_q is not None and logq > 0:
         R = R - logq * log_q[None, :]
-    p = tf.nn.softmax(R, axis=1)
-    return -tf.math.log(tf.reshape(_diagonal(p), (-1,)) + EPS)
+    p = ops.softmax(R, axis=1)
+    return -ops.log(ops.reshape(_diagonal(p), (-1,)) + EPS)
 
 
-def bpr(R: tf.Tensor) -> tf.Tensor:
+def bpr(R):
     """2016 BPR: sum over ALL columns (diagonal included) of -log sigmoid(r_i - r_j)."""
-    return -tf.reduce_sum(tf.math.log_sigmoid(_diagonal(R) - R), axis=1)
+    return -ops.sum(ops.log_sigmoid(_diagonal(R) - R), axis=1)
 
 
-def top1(R: tf.Tensor) -> tf.Tensor:
+def top1(R):
     """2016 TOP1: mean_j [sigmoid(r_j - r_i) + sigmoid(r_j^2)] - sigmoid(r_i^2) / ncols."""
     target = _diagonal(R)
-    ncols = tf.cast(tf.shape(R)[1], R.dtype)
-    term = tf.reduce_mean(tf.sigmoid(R - target) + tf.sigmoid(R * R), axis=1)
-    return term - tf.reshape(tf.sigmoid(target * target), (-1,)) / ncols
+    ncols = ops.cast(ops.shape(R)[1], R.dtype)
+    term = ops.mean(ops.sigmoid(R - target) + ops.sigmoid(R * R), axis=1)
+    return term - ops.reshape(ops.sigmoid(target * target), (-1,)) / ncols
 
 
-def top1_max(R: tf.Tensor) -> tf.Tensor:
+def top1_max(R):
     """sum_j s_j [sigmoid(r_j - r_i) + sigmoid(r_j^2)], s = softmax over negatives."""
     s = softmax_negatives(R)
-    return tf.reduce_sum(s * (tf.sigmoid(R - _diagonal(R)) + tf.sigmoid(R * R)), axis=1)
+    return ops.sum(s * (ops.sigmoid(R - _diagonal(R)) + ops.sigmoid(R * R)), axis=1)
 
 
-def bpr_max(R: tf.Tensor, bpreg: float) -> tf.Tensor:
+def bpr_max(R, bpreg: float):
     """-log(sum_j s_j sigmoid(r_i - r_j) + 1e-24) + bpreg * sum_j s_j r_j^2."""
     s = softmax_negatives(R)
-    hit = tf.reduce_sum(s * tf.sigmoid(_diagonal(R) - R), axis=1)
-    return -tf.math.log(hit + EPS) + bpreg * tf.reduce_sum(s * R * R, axis=1)
+    hit = ops.sum(s * ops.sigmoid(_diagonal(R) - R), axis=1)
+    return -ops.log(hit + EPS) + bpreg * ops.sum(s * R * R, axis=1)
 
 
 def final_activation(name: str, elu_param: float = 1.0):
@@ -73,16 +74,16 @@ def final_activation(name: str, elu_param: float = 1.0):
     if name == "linear":
         return lambda x: x
     if name == "tanh":
-        return tf.tanh
+        return ops.tanh
     if name == "relu":
-        return tf.nn.relu
+        return ops.relu
     if name == "elu":
         # x for x > 0, elu_param * (exp(x) - 1) otherwise (no overflow in the unused branch)
-        return lambda x: tf.nn.relu(x) + elu_param * tf.nn.elu(tf.minimum(x, 0.0))
+        return lambda x: ops.relu(x) + elu_param * ops.elu(ops.minimum(x, 0.0))
     raise ValueError(f"unknown final_act {name!r}; use linear, tanh, elu or relu")
 
 
-def row_losses(name: str, R: tf.Tensor, log_q: tf.Tensor | None, logq: float, bpreg: float) -> tf.Tensor:
+def row_losses(name: str, R, log_q, logq: float, bpreg: float):
     """Per-row loss of ``name`` (logQ is used by cross-entropy only)."""
     if name == "cross-entropy":
         return cross_entropy(R, log_q, logq)

@@ -1,4 +1,4 @@
-"""GRU4Rec in Keras 3 / TensorFlow: the model, its compiled train step, scoring.
+"""GRU4Rec in backend-agnostic Keras 3: the model, its compiled train step, scoring.
 
 The class follows the low-level API shared with the PyTorch implementation
 (``implementations/GRU4REC_API.md``)::
@@ -10,11 +10,20 @@ The class follows the low-level API shared with the PyTorch implementation
     .score(in_idx) -> (B, n_items)
     .evaluate(test) -> rank record
 
+Everything here is ``keras.ops`` on Keras variables; the same code runs on
+TensorFlow, JAX and PyTorch (the process's Keras backend, see ``__init__``).
+The train step is a pure function of the variables' values (weights,
+optimizer slots, the dropout generator's state) and the batch; it returns the
+loss, the new hidden state and the new values, which :mod:`.compiled`
+compiles and writes back for the backend. The gradients of the item matrices
+are taken with respect to the rows the step gathers, so only those rows are
+updated (:mod:`.optim`).
+
 The hidden state is a list of tensors (one per layer) carried between calls
 and passed into the compiled functions; a reset requested by ``reset_lanes``
-is applied inside the next compiled call, so resets cost no extra TF ops.
-The compiled functions take a ``None`` batch dimension: the batch shrinking at
-the end of an epoch does not retrace them.
+is applied inside the next compiled call. On TensorFlow the compiled functions
+take a ``None`` batch dimension (the shrinking batch at the end of an epoch
+does not retrace them); JAX compiles once per batch size.
 """
 from __future__ import annotations
 
@@ -25,22 +34,24 @@ import os
 import keras
 import numpy as np
 import pandas as pd
-import tensorflow as tf
+from keras import ops
 
 from gru4rec_repro.atomic import atomic_path
 from gru4rec_repro.contract import RANK_COLUMNS
 from gru4rec_repro.gru4rec_params import OFFICIAL_DEFAULTS, OUR_DEFAULTS, dropout_rates, resolve
 
-from . import losses
+from . import BACKENDS, DEFAULT_BACKEND, compiled, losses
+from .compiled import Spec
 from .data import SessionData, session_parallel
-from .layers import Dropout, ItemMatrix, OneHotGRU
+from .layers import Dropout, ItemMatrix, OneHotGRU, gru_cell
 from .optim import AdagradMomentum
 
 log = logging.getLogger(__name__)
 
 #: Keras-only keys and their defaults (the others: gru4rec_repro.gru4rec_params).
 KERAS_ONLY: dict = {
-    "jit_compile": False,  # XLA for the forward/backward pass
+    "jit_compile": False,  # XLA on TensorFlow (JAX: always XLA), torch.compile on PyTorch
+    "backend": DEFAULT_BACKEND,  # the Keras backend: tensorflow, jax or torch (set per process)
 }
 #: Every hyperparameter and its default: the official PyTorch code's defaults
 #: (``OFFICIAL_DEFAULTS``), this project's keys (``OUR_DEFAULTS``) and ``KERAS_ONLY``.
@@ -52,9 +63,21 @@ WEIGHTS_FORMAT = 1
 def parse_params(params: dict | None) -> dict:
     """The complete settings of a run: :func:`gru4rec_repro.gru4rec_params.resolve`
     (official defaults, ``params_file``/``ps``, the ELU rule of BPR-max) plus the
-    Keras-only keys; unknown names, contradictions and bad values are errors."""
+    Keras-only keys; unknown names, contradictions and bad values are errors.
+    ``backend`` left out is the backend Keras runs on in this process; given, it
+    must be that one."""
+    given = "backend" in (params or {})
     p = resolve(params, extra=KERAS_ONLY)
     p["jit_compile"] = bool(p["jit_compile"])
+    running = keras.backend.backend()
+    if not given:
+        p["backend"] = running
+    if p["backend"] not in BACKENDS:
+        raise ValueError(f"GRU4Rec (Keras): backend must be one of {', '.join(BACKENDS)}, not {p['backend']!r}")
+    if p["backend"] != running:
+        raise RuntimeError(f"GRU4Rec (Keras): backend {p['backend']!r} asked for, but Keras runs on {running!r} "
+                           f"in this process (set KERAS_BACKEND={p['backend']} before Keras is imported; "
+                           "implementations.gru4rec_keras.use_backend)")
     losses.final_activation(p["final_act"])  # resolve() knows the same names
     return p
 
@@ -94,7 +117,7 @@ class GRU4Rec:
         # one seed, three independent streams: weight init, dropout, extra samples
         init_seed, dropout_seed, sample_seed = (int(x) for x in np.random.SeedSequence(self.seed).generate_state(3))
         self.init_seed, self.sample_seed = init_seed, sample_seed
-        self.generator = tf.random.Generator.from_seed(dropout_seed)
+        self.generator = keras.random.SeedGenerator(dropout_seed, name="dropout_generator")
 
         self.Wy = ItemMatrix(self.n_items, self.units[-1], bias=True, name="Wy")
         self.E = ItemMatrix(self.n_items, d_in, name="E") if self.mode == "embedding" else None
@@ -115,19 +138,24 @@ class GRU4Rec:
         self.dropout_mask_fn = None
         self.set_weights(self.initial_weights())
 
-        # sparse (item-row) variables first, then the dense GRU weights
-        self.sparse_vars = [self.Wy.W.value, self.Wy.b.value]
+        # sparse (item-row) variables first, then the dense GRU weights, by name
+        sparse = {"Wy": self.Wy.W, "By": self.Wy.b}
         if self.E is not None:
-            self.sparse_vars.append(self.E.W.value)
-        self.dense_vars = []
+            sparse["E"] = self.E.W
+        dense = {}
         if self.first is not None:
-            self.sparse_vars.append(self.first.Wx.value)
-            self.dense_vars += [self.first.Wrz.value, self.first.Wh.value, self.first.b.value]
-        for cell in self.cells:
+            sparse["gru0.Wx"] = self.first.Wx
+            dense.update({"gru0.Wrz": self.first.Wrz, "gru0.Wh": self.first.Wh, "gru0.b": self.first.b})
+        for layer, cell in enumerate(self.cells):
             if cell is not None:
-                self.dense_vars += [w.value for w in cell.trainable_weights]
+                dense.update({f"gru{layer}.kernel": cell.kernel, f"gru{layer}.recurrent_kernel": cell.recurrent_kernel,
+                              f"gru{layer}.bias": cell.bias})
+        self.sparse_names, self.dense_names = list(sparse), list(dense)
+        self.sparse_vars, self.dense_vars = list(sparse.values()), list(dense.values())
         self.variables = self.sparse_vars + self.dense_vars
         self.optimizer = AdagradMomentum(self.variables, p["learning_rate"], p["momentum"])
+        #: everything the train step reads and writes: weights, slots, the dropout generator
+        self.state_vars = self.variables + self.optimizer.acc + self.optimizer.vel + [self.generator.state]
 
         if support is not None:
             support = np.asarray(support, dtype=np.float64)
@@ -135,8 +163,8 @@ class GRU4Rec:
                 raise ValueError(f"GRU4Rec (Keras): support must be ({self.n_items},) positive counts")
         elif p["logq"] > 0:
             raise ValueError("GRU4Rec (Keras): logq > 0 needs the item support")
-        self.log_support = tf.constant(np.log(support) if support is not None
-                                       else np.zeros(self.n_items), dtype=tf.float32)
+        self.log_support = ops.convert_to_tensor(
+            (np.log(support) if support is not None else np.zeros(self.n_items)).astype(np.float32))
         self.final_act = losses.final_activation(p["final_act"], p["elu_param"])
         self._build_functions()
         self.H = self._zero_state(p["batch_size"])
@@ -181,7 +209,7 @@ class GRU4Rec:
             w[f"gru{layer}.W_hh"] = _keras_to_neutral(cell.recurrent_kernel.numpy(), H)
             w[f"gru{layer}.b_ih"] = _keras_to_neutral(bias[0], H)
             w[f"gru{layer}.b_hh"] = _keras_to_neutral(bias[1], H)
-        return {k: v.astype(np.float32) for k, v in w.items()}
+        return {k: np.array(v, dtype=np.float32) for k, v in w.items()}
 
     def set_weights(self, w: dict[str, np.ndarray], where: str = "weights") -> None:
         def take(name, shape):
@@ -237,8 +265,8 @@ class GRU4Rec:
         self.set_weights(arrays, where)
 
     # ----- hidden state ----------------------------------------------------------------------
-    def _zero_state(self, lanes: int) -> list[tf.Tensor]:
-        return [tf.zeros((lanes, H), tf.float32) for H in self.units]
+    def _zero_state(self, lanes: int) -> list:
+        return [ops.zeros((lanes, H), "float32") for H in self.units]
 
     def reset_lanes(self, mask) -> None:
         """Zero the hidden state of the lanes where ``mask`` is true (before the next step)."""
@@ -249,8 +277,8 @@ class GRU4Rec:
 
     def keep_lanes(self, idx) -> None:
         """Keep only these lanes (the batch shrinks)."""
-        idx = np.asarray(idx, dtype=np.int64)
-        self.H = [tf.gather(h, idx) for h in self.H]
+        idx = np.asarray(idx, dtype=np.int32)
+        self.H = [ops.take(h, idx, axis=0) for h in self.H]
         if self._pending_reset is not None:
             self._pending_reset = self._pending_reset[idx]
 
@@ -263,45 +291,7 @@ class GRU4Rec:
         self._pending_reset = None
         return np.zeros(self.H[0].shape[0], dtype=bool) if mask is None else mask
 
-    # ----- the network -----------------------------------------------------------------------
-    def _drop(self, x, site: str, training: bool, masks: dict | None):
-        if not training or site not in self.dropout_p:
-            return x
-        if masks is not None:
-            return x * masks[site]
-        return self.dropouts[site](x, training=True)
-
-    def _hidden(self, H, in_idx, training: bool, masks: dict | None = None):
-        """One step of the GRU stack; returns the new (dropped-out) states.
-
-        ``masks``: site -> mask tensor, used instead of drawing dropout masks.
-        """
-        H_new = []
-        if self.mode == "onehot":
-            x = self._drop(self.first(in_idx, H[0]), "hidden0", training, masks)
-            H_new.append(x)
-        else:
-            x = self.Wy.rows(in_idx) if self.mode == "constrained" else self.E.rows(in_idx)
-            x = self._drop(x, "embed", training, masks)
-        for layer, cell in enumerate(self.cells):
-            if cell is None:
-                continue
-            x, _ = cell(x, H[layer], training=training)
-            x = self._drop(x, f"hidden{layer}", training, masks)
-            H_new.append(x)
-        return H_new
-
-    def _loss(self, h, out_idx, neg_idx):
-        """Sum over the lanes of the per-row losses."""
-        Y = tf.concat([out_idx, neg_idx], axis=0)
-        R = self.final_act(self.Wy.score(h, Y))
-        log_q = None
-        if self.p["loss"] == "cross-entropy" and self.p["logq"] > 0:
-            log_q = tf.concat([tf.gather(self.log_support, out_idx),
-                               self.p["sample_alpha"] * tf.gather(self.log_support, neg_idx)], axis=0)
-        rows = losses.row_losses(self.p["loss"], R, log_q, self.p["logq"], self.p["bpreg"])
-        return tf.reduce_sum(rows)
-
+    # ----- the network (pure functions of the variables' values) -----------------------------
     def mask_shapes(self, lanes: int) -> dict[str, tuple[int, int]]:
         """The shape of each dropout site's mask for ``lanes`` lanes, sites in order."""
         d_in = {"embedding": self.p["embedding"], "constrained": self.units[-1]}.get(self.mode)
@@ -309,66 +299,131 @@ class GRU4Rec:
         shapes.update({f"hidden{i}": (lanes, H) for i, H in enumerate(self.units)})
         return {site: shape for site, shape in shapes.items() if site in self.dropout_p}
 
+    def _network(self, first, H, dense: dict, masks: dict) -> list:
+        """One step of the GRU stack from the gathered input rows ``first`` (E, Wy or the
+        one-hot layer's Wx rows); returns the new (dropped-out where ``masks`` say) states."""
+        def drop(x, site):
+            return x * masks[site] if site in masks else x
+
+        H_new = []
+        if self.mode == "onehot":
+            x = drop(OneHotGRU.pure(self.units[0], first, dense["gru0.Wrz"], dense["gru0.Wh"], dense["gru0.b"],
+                                    H[0]), "hidden0")
+            H_new.append(x)
+        else:
+            x = drop(first, "embed")
+        for layer, cell in enumerate(self.cells):
+            if cell is None:
+                continue
+            x = gru_cell(cell.units, dense[f"gru{layer}.kernel"], dense[f"gru{layer}.recurrent_kernel"],
+                         dense[f"gru{layer}.bias"], x, H[layer])
+            x = drop(x, f"hidden{layer}")
+            H_new.append(x)
+        return H_new
+
+    def _input_name(self) -> str:
+        return {"constrained": "Wy", "embedding": "E", "onehot": "gru0.Wx"}[self.mode]
+
+    def _row_indices(self, in_idx, Y) -> list:
+        """The rows each sparse variable's step gathers (repeats allowed)."""
+        where = {"Wy": ops.concatenate([in_idx, Y]) if self.mode == "constrained" else Y, "By": Y,
+                 "E": in_idx, "gru0.Wx": in_idx}
+        return [where[name] for name in self.sparse_names]
+
+    def _forward(self, diff, H, masks, log_q):
+        """Loss (sum over lanes / nominal batch size) from the gathered rows and dense values."""
+        ns = len(self.sparse_names)
+        rows = dict(zip(self.sparse_names, diff[:ns]))
+        dense = dict(zip(self.dense_names, diff[ns:]))
+        Wy = rows["Wy"]
+        if self.mode == "constrained":
+            lanes = ops.shape(H[0])[0]
+            first, Wy = Wy[:lanes], Wy[lanes:]
+        else:
+            first = rows[self._input_name()]
+        H_new = self._network(first, H, dense, masks)
+        R = self.final_act(ItemMatrix.scores(H_new[-1], Wy, rows["By"]))
+        loss_sum = ops.sum(losses.row_losses(self.p["loss"], R, log_q, self.p["logq"], self.p["bpreg"]))
+        # the loss SPEC.md defines: summed over the lanes / NOMINAL batch size
+        return loss_sum / float(self.p["batch_size"]), (loss_sum, H_new)
+
+    @staticmethod
+    def _reset(H, mask):
+        return [ops.where(mask[:, None], ops.zeros_like(h), h) for h in H]
+
+    def _pure_train(self, values, H, in_idx, out_idx, neg_idx, reset_mask, masks=None):
+        """One training step on the values of ``state_vars``: ((loss sum, new state), writes)."""
+        nw = len(self.variables)
+        w, acc, vel, seed = values[:nw], values[nw:2 * nw], values[2 * nw:3 * nw], values[3 * nw]
+        H = self._reset(H, reset_mask)
+        Y = ops.concatenate([out_idx, neg_idx])
+        idx = self._row_indices(in_idx, Y)
+        seed_write = None
+        if masks is None:
+            masks = {}
+            if self.dropout_p:
+                lanes = ops.shape(in_idx)[0]
+                with keras.StatelessScope(state_mapping=[(self.generator.state, seed)]) as scope:
+                    for site, (_, width) in self.mask_shapes(1).items():
+                        masks[site] = self.dropouts[site].mask((lanes, width))
+                    seed_write = ("all", scope.get_current_value(self.generator.state))
+        else:
+            masks = dict(zip(self.mask_shapes(1), masks))
+        log_q = None
+        if self.p["loss"] == "cross-entropy" and self.p["logq"] > 0:
+            log_q = ops.concatenate([ops.take(self.log_support, out_idx, axis=0),
+                                     self.p["sample_alpha"] * ops.take(self.log_support, neg_idx, axis=0)])
+        ns = len(self.sparse_names)
+        diff = [ops.take(w[i], idx[i], axis=0) for i in range(ns)] + list(w[ns:])
+        (_, (loss_sum, H_new)), grads = compiled.value_and_grad(self._forward)(diff, H, masks, log_q)
+        w_out, acc_out, vel_out = [], [], []
+        for i in range(nw):
+            if i < ns:
+                rows, w_rows, acc_rows, vel_rows = self.optimizer.sparse(w[i], acc[i], vel[i], idx[i], grads[i])
+                w_out.append(("rows", rows, w_rows))
+                acc_out.append(("rows", rows, acc_rows))
+                vel_out.append(("rows", rows, vel_rows))
+            else:
+                w_new, acc_new, vel_new = self.optimizer.dense(w[i], acc[i], vel[i], grads[i])
+                w_out.append(("all", w_new))
+                acc_out.append(("all", acc_new))
+                vel_out.append(("all", vel_new))
+        H_new = tuple(ops.stop_gradient(h) for h in H_new)
+        return (loss_sum, H_new), w_out + acc_out + vel_out + [seed_write]
+
+    def _pure_score(self, values, H, in_idx, reset_mask):
+        """Scores of all items (no dropout) and the new state."""
+        w = dict(zip(self.sparse_names + self.dense_names, values))
+        H_new = self._network(ops.take(w[self._input_name()], in_idx, axis=0), self._reset(H, reset_mask), w, {})
+        return ItemMatrix.scores(H_new[-1], w["Wy"], w["By"]), tuple(H_new)
+
+    def _pure_rank(self, values, H, in_idx, target_idx, reset_mask):
+        scores, H_new = self._pure_score(values, H, in_idx, reset_mask)
+        target = ops.take_along_axis(scores, target_idx[:, None], axis=1)
+        higher = ops.sum(ops.cast(scores > target, "int32"), axis=1)
+        ties = ops.sum(ops.cast(scores == target, "int32"), axis=1) - 1
+        return higher, ties, H_new
+
     def _build_functions(self) -> None:
-        state = tuple(tf.TensorSpec((None, H), tf.float32) for H in self.units)
-        idx = tf.TensorSpec((None,), tf.int32)
-        mask = tf.TensorSpec((None,), tf.bool)
-
-        def reset(H, mask):
-            return [tf.where(mask[:, None], tf.zeros_like(h), h) for h in H]
-
-        batch_size = float(self.p["batch_size"])
-
-        def loss_and_grads(H, in_idx, out_idx, neg_idx, masks=None):
-            with tf.GradientTape() as tape:
-                H_new = self._hidden(H, in_idx, training=True, masks=masks)
-                loss_sum = self._loss(H_new[-1], out_idx, neg_idx)
-                # the loss SPEC.md defines: summed over the lanes / NOMINAL batch size
-                loss = loss_sum / batch_size
-            return loss_sum, H_new, tape.gradient(loss, self.variables)
-
-        if self.p["jit_compile"]:
-            # XLA needs dense gradients to be fixed-shape tensors; IndexedSlices
-            # pass through as (values, indices) pairs, which XLA handles.
-            loss_and_grads = tf.function(loss_and_grads, jit_compile=True, reduce_retracing=True)
-
-        @tf.function(input_signature=[state, idx, idx, idx, mask])
-        def train(H, in_idx, out_idx, neg_idx, reset_mask):
-            loss_sum, H_new, grads = loss_and_grads(reset(H, reset_mask), in_idx, out_idx, neg_idx)
-            self.optimizer.apply(grads)
-            return loss_sum, tuple(tf.stop_gradient(h) for h in H_new)
-
-        sites = list(self.mask_shapes(1))
-        mask_specs = tuple(tf.TensorSpec((None, shape[1]), tf.float32) for shape in self.mask_shapes(1).values())
-
-        @tf.function(input_signature=[state, idx, idx, idx, mask, mask_specs])
-        def train_masked(H, in_idx, out_idx, neg_idx, reset_mask, masks):
-            loss_sum, H_new, grads = loss_and_grads(reset(H, reset_mask), in_idx, out_idx, neg_idx,
-                                                    dict(zip(sites, masks)))
-            self.optimizer.apply(grads)
-            return loss_sum, tuple(tf.stop_gradient(h) for h in H_new)
-
-        @tf.function(input_signature=[state, idx, mask])
-        def score(H, in_idx, reset_mask):
-            H_new = self._hidden(reset(H, reset_mask), in_idx, training=False)
-            return self.Wy.score(H_new[-1]), tuple(H_new)
-
-        @tf.function(input_signature=[state, idx, idx, mask])
-        def rank(H, in_idx, target_idx, reset_mask):
-            scores, H_new = score(H, in_idx, reset_mask)
-            target = tf.gather(scores, target_idx[:, None], batch_dims=1)
-            higher = tf.reduce_sum(tf.cast(scores > target, tf.int64), axis=1)
-            ties = tf.reduce_sum(tf.cast(scores == target, tf.int64), axis=1) - 1
-            return higher, ties, H_new
-
-        self._train, self._train_masked, self._score, self._rank = train, train_masked, score, rank
+        state = tuple(Spec((None, H), "float32") for H in self.units)
+        idx, mask = Spec((None,), "int32"), Spec((None,), "bool")
+        masks = tuple(Spec((None, shape[1]), "float32") for shape in self.mask_shapes(1).values())
+        jit = self.p["jit_compile"]
+        self._train = compiled.step_function(self._pure_train, self.state_vars, jit,
+                                             [state, idx, idx, idx, mask])
+        self._train_masked = compiled.step_function(self._pure_train, self.state_vars, jit,
+                                                    [state, idx, idx, idx, mask, masks])
+        self._score = compiled.step_function(self._pure_score, self.variables, jit, [state, idx, mask],
+                                             writes=False)
+        self._rank = compiled.step_function(self._pure_rank, self.variables, jit, [state, idx, idx, mask],
+                                            writes=False)
 
     # ----- the API ---------------------------------------------------------------------------
     def train_step(self, in_idx, out_idx, neg_idx=None) -> float:
         """One mini-batch; returns the loss (summed over lanes / nominal batch size)."""
-        return float(self.train_step_tensor(in_idx, out_idx, neg_idx)) / self.p["batch_size"]
+        return float(ops.convert_to_numpy(self.train_step_tensor(in_idx, out_idx, neg_idx))) / self.p["batch_size"]
 
-    def train_step_tensor(self, in_idx, out_idx, neg_idx=None) -> tf.Tensor:
+    def train_step_tensor(self, in_idx, out_idx, neg_idx=None):
         """One mini-batch; returns the SUM of the per-row losses as a tensor (no host sync)."""
         if neg_idx is None:
             neg_idx = np.zeros(0, np.int32)
@@ -387,7 +442,7 @@ class GRU4Rec:
         """Scores of all items after feeding ``in_idx`` (no dropout); advances the state."""
         scores, H = self._score(tuple(self.H), np.asarray(in_idx, np.int32), self._take_reset())
         self.H = list(H)
-        return scores.numpy()
+        return ops.convert_to_numpy(scores)
 
     def evaluate(self, test: pd.DataFrame, progress: bool = False) -> pd.DataFrame:
         """Rank record of ``test``: ``eval_batch_size`` sessions in parallel, each from zero state."""
@@ -415,7 +470,7 @@ def evaluate_sessions(rank_fn, initial_state, data: SessionData, lanes: int, res
     bar = tqdm(total=data.n_events - data.n_sessions, desc="evaluate", disable=not progress, leave=False)
     for step in session_parallel(data, lanes, min_lanes=1):
         if step.keep is not None:
-            H = tuple(tf.gather(h, step.keep) for h in H)
+            H = tuple(ops.take(h, np.asarray(step.keep, np.int32), axis=0) for h in H)
         if reset == "step" and step.reset is not None:
             mask = step.reset
         elif reset == "window":
@@ -424,8 +479,8 @@ def evaluate_sessions(rank_fn, initial_state, data: SessionData, lanes: int, res
             mask = np.zeros(len(step.in_idx), bool)
         higher, ties, H = rank_fn(H, step.in_idx.astype(np.int32), step.out_idx.astype(np.int32), mask)
         events.append(step.event)
-        highers.append(higher.numpy())
-        tiess.append(ties.numpy())
+        highers.append(ops.convert_to_numpy(higher))
+        tiess.append(ops.convert_to_numpy(ties))
         bar.update(len(step.event))
     bar.close()
     if not events:

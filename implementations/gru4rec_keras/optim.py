@@ -6,58 +6,59 @@ Per parameter row touched in the step (duplicate rows' gradients summed first):
 
 Rows of an item matrix that are not in the mini-batch get no update at all,
 not even from their momentum. Dense parameters (GRU weights) update every
-step. Gradients of the item matrices arrive as ``tf.IndexedSlices`` (from
-``tf.gather``) and are applied with scatter updates.
+step. The optimizer is pure ``keras.ops`` math on values: :meth:`dense` and
+:meth:`sparse` return the new values, which the compiled step writes back
+(:mod:`.compiled`). A sparse gradient is the gradient with respect to the
+gathered rows ``W[idx]`` (``idx`` may repeat): the indices are sorted, the
+gradients of equal indices summed (``segment_sum``), and every position gets
+its row's sum, so repeated indices carry identical new rows and writing them
+in any order gives the same result (static shapes: no ``unique``, which XLA
+cannot compile).
 """
 from __future__ import annotations
 
-import tensorflow as tf
+import keras
+from keras import ops
 
 EPS = 1e-6
 
 
 class AdagradMomentum:
-    """Holds the accumulator and velocity of every variable; ``apply`` runs in graph."""
+    """Holds the accumulator and velocity (Keras variables) of every variable."""
 
-    def __init__(self, variables: list[tf.Variable], learning_rate: float, momentum: float):
+    def __init__(self, variables: list, learning_rate: float, momentum: float):
         self.variables = list(variables)
         self.learning_rate = float(learning_rate)
         self.momentum = float(momentum)
-        self.acc = [tf.Variable(tf.zeros_like(v), trainable=False, name=f"acc_{i}")
+        self.acc = [keras.Variable(ops.zeros(v.shape), trainable=False, name=f"acc_{i}")
                     for i, v in enumerate(self.variables)]
-        self.vel = [tf.Variable(tf.zeros_like(v), trainable=False, name=f"vel_{i}")
+        self.vel = [keras.Variable(ops.zeros(v.shape), trainable=False, name=f"vel_{i}")
                     for i, v in enumerate(self.variables)]
-
-    def apply(self, grads) -> None:
-        for g, w, acc, vel in zip(grads, self.variables, self.acc, self.vel):
-            if g is None:
-                continue
-            if isinstance(g, tf.IndexedSlices):
-                self._apply_sparse(g, w, acc, vel)
-            else:
-                self._apply_dense(g, w, acc, vel)
 
     def _step(self, g, acc_new, vel_old):
-        return self.momentum * vel_old - self.learning_rate * g / tf.sqrt(acc_new + EPS)
+        return self.momentum * vel_old - self.learning_rate * g / ops.sqrt(acc_new + EPS)
 
-    def _apply_dense(self, g, w, acc, vel) -> None:
-        acc_new = acc.assign_add(g * g)
+    def dense(self, w, acc, vel, g):
+        """New (w, acc, vel) of a dense variable."""
+        acc_new = acc + g * g
         v = self._step(g, acc_new, vel)
-        vel.assign(v)
-        w.assign_add(v)
+        return w + v, acc_new, v
 
-    def _apply_sparse(self, g: tf.IndexedSlices, w, acc, vel) -> None:
-        rows, where = tf.unique(g.indices)
-        g_rows = tf.math.unsorted_segment_sum(g.values, where, tf.shape(rows)[0])
-        acc_rows = tf.gather(acc, rows) + g_rows * g_rows
-        acc.scatter_update(tf.IndexedSlices(acc_rows, rows))
-        v_rows = self._step(g_rows, acc_rows, tf.gather(vel, rows))
-        vel.scatter_update(tf.IndexedSlices(v_rows, rows))
-        # rows are unique: gather + scatter_update is scatter_add, and cheaper on CPU
-        # (TensorFlow's ResourceScatterAdd kernel; measured in benchmarks/README.md)
-        w.scatter_update(tf.IndexedSlices(tf.gather(w, rows) + v_rows, rows))
+    def sparse(self, w, acc, vel, idx, g_rows):
+        """(indices, new w rows, new acc rows, new vel rows) for the rows ``idx``, whose
+        gradients (one per position, repeats allowed) are ``g_rows``."""
+        order = ops.argsort(idx)
+        rows = ops.take(idx, order, axis=0)
+        g = ops.take(g_rows, order, axis=0)
+        n = ops.shape(rows)[0]
+        first = ops.concatenate([ops.ones((1,), "int32"), ops.cast(rows[1:] != rows[:-1], "int32")])
+        segment = ops.cumsum(first) - 1
+        g = ops.take(ops.segment_sum(g, segment, num_segments=n), segment, axis=0)
+        acc_rows = ops.take(acc, rows, axis=0) + g * g
+        v_rows = self._step(g, acc_rows, ops.take(vel, rows, axis=0))
+        return rows, ops.take(w, rows, axis=0) + v_rows, acc_rows, v_rows
 
-    def slots(self) -> dict[str, tf.Variable]:
+    def slots(self) -> dict:
         out = {}
         for i, (a, v) in enumerate(zip(self.acc, self.vel)):
             out[f"acc.{i}"] = a

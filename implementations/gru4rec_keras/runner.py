@@ -3,18 +3,20 @@
 ``params["variant"]``: ``gru4rec`` (default; the full GRU4Rec of SPEC.md
 section 4, parameters of GRU4REC_API.md) or ``port`` (the tutorial's Keras
 port of SPEC.md section 5, with its flaw switches; see :mod:`.port`).
+``params["backend"]``: the Keras backend (tensorflow, the default; jax; torch),
+set before Keras is first imported in this process (:func:`.use_backend`):
+this module imports Keras only inside :func:`run`.
 """
 from __future__ import annotations
 
 import logging
 
-import keras
 import numpy as np
 import pandas as pd
-import tensorflow as tf
 
 from gru4rec_repro.contract import RunContext, validate_ranks
 
+from . import use_backend
 from .data import SessionData, item_index
 
 log = logging.getLogger(__name__)
@@ -22,21 +24,11 @@ VARIANTS = ("gru4rec", "port")
 
 
 def configure(seed: int, threads: int, device: str, logger: logging.Logger | None = None) -> str:
-    """Threads, determinism and device; returns the TF device name to run on."""
-    logger = logger or log
-    try:
-        tf.config.threading.set_intra_op_parallelism_threads(int(threads))
-        tf.config.threading.set_inter_op_parallelism_threads(int(threads))
-    except RuntimeError as e:  # the TF runtime was already initialised in this process
-        logger.warning("could not set TensorFlow threads to %s (%s)", threads, e)
-    tf.config.experimental.enable_op_determinism()
-    keras.utils.set_random_seed(int(seed))
-    gpus = tf.config.list_physical_devices("GPU")
-    if device in ("auto", "gpu", "cuda") and gpus:
-        return "/GPU:0"
-    if device in ("gpu", "cuda"):
-        logger.warning("device %r asked for but TensorFlow sees no GPU; using the CPU", device)
-    return "/CPU:0"
+    """Threads, determinism and device of the process's Keras backend; returns the
+    device to run on, ``"/GPU:0"`` or ``"/CPU:0"`` (for ``keras.device``)."""
+    from . import compiled
+
+    return "/GPU:0" if compiled.configure(seed, threads, device, logger or log) == "gpu" else "/CPU:0"
 
 
 def item_support(train: pd.DataFrame, item_ids: np.ndarray) -> np.ndarray:
@@ -50,17 +42,24 @@ def run(train: pd.DataFrame, test: pd.DataFrame, params: dict, seed: int, ctx: R
     variant = params.pop("variant", "gru4rec")
     if variant not in VARIANTS:
         raise ValueError(f"gru4rec_keras: unknown variant {variant!r}; use one of {VARIANTS}")
+    backend = use_backend(params.get("backend"))  # before Keras is imported
+    params["backend"] = backend
+    import keras
+
+    from . import compiled
+
     device = configure(seed, ctx.threads, ctx.device, ctx.log)
     device_name = "gpu" if device.startswith("/GPU") else "cpu"
-    ctx.log.info("gru4rec_keras %s: seed %d, threads %d, device %s, params %s",
-                 variant, seed, ctx.threads, device_name, params)
+    ctx.log.info("gru4rec_keras %s: seed %d, threads %d, device %s, Keras backend %s (%s), params %s",
+                 variant, seed, ctx.threads, device_name, backend, compiled.versions(), params)
     item_ids = item_index(train)
     support = item_support(train, item_ids)
-    with tf.device(device):
+    with keras.device(device.strip("/").lower()):
         if variant == "port":
             from .port import KerasPort
 
-            model = KerasPort(len(item_ids), params, seed)
+            port_params = {k: v for k, v in params.items() if k != "backend"}
+            model = KerasPort(len(item_ids), port_params, seed)
             model.item_ids = item_ids
             if model.p["flaw_float32_time"]:
                 from .port import float32_time_order

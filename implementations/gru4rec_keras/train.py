@@ -16,19 +16,21 @@ import time
 from pathlib import Path
 
 import numpy as np
-import tensorflow as tf
+from keras import ops
 from tqdm.auto import tqdm
 
 from gru4rec_repro.atomic import atomic_path
 
+from . import compiled
 from .data import SessionData, session_parallel
 from .model import GRU4Rec
 from .sampling import SampleStore
 
 log = logging.getLogger(__name__)
 CHECKPOINT = "checkpoint.npz"
-#: bumped when the checkpoint's layout changes (2: packed item-matrix bias and optimizer slots)
-CHECKPOINT_FORMAT = 2
+#: bumped when the checkpoint's layout changes (2: packed item-matrix bias and optimizer slots;
+#: 3: Keras 3 on any backend, the dropout generator a keras.random.SeedGenerator)
+CHECKPOINT_FORMAT = 3
 
 
 def fingerprint(model: GRU4Rec, data: SessionData) -> str:
@@ -45,7 +47,7 @@ def fingerprint(model: GRU4Rec, data: SessionData) -> str:
 def save_checkpoint(path: Path, model: GRU4Rec, store: SampleStore | None, epoch: int, key: str) -> None:
     arrays = {f"w.{k}": v for k, v in model.get_weights().items()}
     arrays.update({f"opt.{k}": v.numpy() for k, v in model.optimizer.slots().items()})
-    arrays["generator"] = model.generator.state.numpy()
+    arrays["generator"] = model.generator.state.numpy()  # a keras.random.SeedGenerator's state
     extra = {"epoch": epoch, "key": key, "store": store.get_state() if store else None}
     arrays["info"] = np.array(json.dumps(extra))
     with atomic_path(path) as tmp, open(tmp, "wb") as f:
@@ -69,7 +71,7 @@ def load_checkpoint(path: Path, model: GRU4Rec, store: SampleStore | None, key: 
     model.set_weights({k[2:]: v for k, v in arrays.items() if k.startswith("w.")}, str(path))
     for k, var in model.optimizer.slots().items():
         var.assign(arrays[f"opt.{k}"])
-    model.generator.reset(arrays["generator"])
+    model.generator.state.assign(arrays["generator"])
     if store is not None and info["store"] is not None:
         store.set_state(info["store"])
     return int(info["epoch"])
@@ -86,6 +88,7 @@ def log_epoch(records: list[dict], log_path: Path, epoch: int, loss: float, seco
               steps: int, threads: int, device: str, what: str = "GRU4Rec (Keras)") -> dict:
     """Check the epoch's loss, add its record and rewrite ``train_log.jsonl`` atomically.
 
+    Each record names the Keras backend and the versions of Keras and the backend.
     ``loss``: the mean loss per training event (lane-step), the definition both
     GRU4Rec implementations log (the per-row losses summed over the epoch's
     steps and active lanes, divided by the number of lane-steps ``events``).
@@ -93,7 +96,8 @@ def log_epoch(records: list[dict], log_path: Path, epoch: int, loss: float, seco
     if not math.isfinite(loss):
         raise FloatingPointError(f"{what}: loss is {loss} in epoch {epoch}")
     rec = {"epoch": epoch, "loss": loss, "events": events, "seconds": seconds, "events_per_s": events / seconds,
-           "mbatches_per_s": steps / seconds, "threads": threads, "device": device}
+           "mbatches_per_s": steps / seconds, "threads": threads, "device": device,
+           "backend": compiled.backend(), "versions": compiled.versions()}
     records.append(rec)
     log.info("%s epoch %d: loss %.5f, %.1f s, %.0f events/s", what, epoch, loss, seconds, rec["events_per_s"])
     with atomic_path(log_path) as tmp:
@@ -125,7 +129,7 @@ def train(model: GRU4Rec, data: SessionData, outdir: Path, support: np.ndarray |
         model.reset_state()
         t0 = time.perf_counter()
         events = steps = 0
-        loss_sum = tf.zeros((), tf.float32)
+        loss_sum = ops.zeros((), "float32")
         bar = tqdm(total=data.n_events - data.n_sessions, desc=f"epoch {epoch}/{p['n_epochs']}",
                    disable=not progress, unit="ev", mininterval=1.0)
         for step in session_parallel(data, p["batch_size"], min_lanes=min_lanes):
@@ -142,7 +146,7 @@ def train(model: GRU4Rec, data: SessionData, outdir: Path, support: np.ndarray |
         bar.update(events - bar.n)
         bar.close()
         # INTERFACES.md 3: the per-row losses summed over all steps and lanes / lane-steps
-        log_epoch(records, log_path, epoch, float(loss_sum) / max(events, 1), time.perf_counter() - t0,
+        log_epoch(records, log_path, epoch, float(ops.convert_to_numpy(loss_sum)) / max(events, 1), time.perf_counter() - t0,
                   events, steps, threads, device)
         save_checkpoint(ckpt, model, store, epoch, key)
     model.reset_state()

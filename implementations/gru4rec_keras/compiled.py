@@ -1,0 +1,208 @@
+"""The one place that names Keras backends: gradients, compilation, in-place writes, threads.
+
+Everything else in this package is written with ``keras.ops``, Keras layers
+and Keras variables. Keras 3 leaves three things to the backend, and this
+module does them for the backend Keras runs on (``keras.backend.backend()``):
+
+* differentiation (:func:`value_and_grad`): Keras 3 has no backend-agnostic
+  gradient; its own trainers use ``jax.value_and_grad``,
+  ``tf.GradientTape`` and ``torch.autograd`` (``keras/src/backend/*/trainer.py``),
+  and so does this function;
+* compiling a pure step (:func:`step_function`): ``pure(values, *args) ->
+  (outputs, writes)`` takes the variables' values and returns the outputs and
+  the new values as ``writes`` (one per variable: ``None`` = unchanged,
+  ``("all", value)`` or ``("rows", idx, rows)`` = these rows of it). The
+  wrapper applies the writes: JAX jits the whole step (XLA) and donates the
+  old values, so its functional row updates are done in place; TensorFlow
+  runs it as a graph (``tf.function``, XLA with ``jit=True``) and writes rows
+  with the variable's own ``scatter_update``; PyTorch runs it eagerly (or
+  ``torch.compile`` with ``jit=True``) and writes rows with ``index_copy_``.
+  A functional ``scatter_update`` of a 37k-row matrix would copy it every
+  step on those two (measured in README.md);
+* threads and the device (:func:`configure`).
+
+The backend modules are reached through ``importlib`` under their names, so
+that no ``import`` of a backend appears in the model code.
+"""
+from __future__ import annotations
+
+import importlib
+from typing import Callable, NamedTuple
+
+import keras
+import numpy as np
+
+
+def backend() -> str:
+    return keras.backend.backend()
+
+
+def _module(name: str):
+    return importlib.import_module(name)
+
+
+def versions() -> dict[str, str]:
+    """Keras and the backend's versions (for the training log)."""
+    out = {"keras": keras.__version__}
+    name = backend()
+    mods = {"tensorflow": ["tensorflow"], "jax": ["jax", "jaxlib"], "torch": ["torch"]}[name]
+    for mod in mods:
+        out[mod] = _module(mod).__version__
+    return out
+
+
+def configure(seed: int, threads: int, device: str, logger=None) -> str:
+    """Threads and determinism of the backend; returns ``"cpu"`` or ``"gpu"`` (what runs)."""
+    name = backend()
+    threads = int(threads)
+    keras.utils.set_random_seed(int(seed))
+    if name == "tensorflow":
+        tf = _module("tensorflow")
+        try:
+            tf.config.threading.set_intra_op_parallelism_threads(threads)
+            tf.config.threading.set_inter_op_parallelism_threads(threads)
+        except RuntimeError as e:  # the TF runtime was already initialised in this process
+            if logger:
+                logger.warning("could not set TensorFlow threads to %s (%s)", threads, e)
+        tf.config.experimental.enable_op_determinism()
+        gpu = bool(tf.config.list_physical_devices("GPU"))
+    elif name == "torch":
+        torch = _module("torch")
+        torch.set_num_threads(threads)
+        gpu = torch.cuda.is_available()
+    else:  # jax: XLA's CPU thread pool is set by XLA_FLAGS before jax starts, not here
+        jax = _module("jax")
+        gpu = jax.default_backend() == "gpu"
+    if device in ("gpu", "cuda") and not gpu and logger:
+        logger.warning("device %r asked for but Keras/%s sees no GPU; using the CPU", device, name)
+    return "gpu" if gpu and device in ("auto", "gpu", "cuda") else "cpu"
+
+
+def value_and_grad(fn: Callable) -> Callable:
+    """``fn(diff, *rest) -> (loss, aux)`` -> ``g(diff, *rest) -> ((loss, aux), grads)``;
+    ``diff``: a list of tensors, ``grads`` the gradients of ``loss`` with respect to each."""
+    name = backend()
+    if name == "jax":
+        return _module("jax").value_and_grad(fn, has_aux=True)
+    if name == "tensorflow":
+        tf = _module("tensorflow")
+
+        def g(diff, *rest):
+            with tf.GradientTape() as tape:
+                tape.watch(diff)
+                loss, aux = fn(diff, *rest)
+            grads = tape.gradient(loss, diff, unconnected_gradients=tf.UnconnectedGradients.ZERO)
+            return (loss, aux), grads
+        return g
+    torch = _module("torch")
+
+    def g(diff, *rest):
+        diff = [x.detach().requires_grad_(True) for x in diff]
+        with torch.enable_grad():
+            loss, aux = fn(diff, *rest)
+            grads = torch.autograd.grad(loss, diff, allow_unused=True)
+        grads = [torch.zeros_like(x) if gr is None else gr for x, gr in zip(diff, grads)]
+        return (loss.detach(), aux), grads
+    return g
+
+
+class Spec(NamedTuple):
+    """The shape (``None`` for a dimension that varies) and dtype of a step's argument."""
+    shape: tuple
+    dtype: str
+
+
+def _spec_tf(tf, spec):
+    if isinstance(spec, Spec):
+        return tf.TensorSpec(spec.shape, spec.dtype)
+    return tuple(_spec_tf(tf, s) for s in spec)
+
+
+def step_function(pure: Callable, variables: list, jit: bool = False, specs: list | None = None,
+                  writes: bool = True) -> Callable:
+    """Compile ``pure(values, *args) -> (outputs, writes)`` for this backend; the returned
+    ``f(*args) -> outputs`` reads ``variables``' values and applies ``writes`` to them.
+    ``writes=False``: ``pure(values, *args) -> outputs`` only reads.
+
+    ``specs``: one :class:`Spec` per argument (a tuple of them for a tuple
+    argument): TensorFlow traces once for all batch sizes with them. JAX traces
+    once per distinct shape.
+    """
+    name = backend()
+    variables = list(variables)
+    if not writes:
+        read_only = pure
+
+        def pure(values, *args):
+            return read_only(values, *args), [None] * len(values)
+    if name == "jax" and not writes:
+        jitted_read = _module("jax").jit(read_only)
+        return lambda *args: jitted_read([v.value for v in variables], *args)
+    if name == "jax":
+        jax = _module("jax")
+
+        def fn(values, *args):
+            outputs, writes = pure(values, *args)
+            new = []
+            for v, w in zip(values, writes):
+                if w is None:
+                    new.append(v)
+                elif w[0] == "all":
+                    new.append(w[1])
+                else:
+                    new.append(v.at[w[1]].set(w[2]))
+            return outputs, new
+        jitted = jax.jit(fn, donate_argnums=0)
+
+        def call(*args):
+            outputs, new = jitted([v.value for v in variables], *args)
+            for var, x in zip(variables, new):
+                var.assign(x)
+            return outputs
+        return call
+
+    if name == "tensorflow":
+        tf = _module("tensorflow")
+
+        def fn(*args):
+            outputs, writes = pure([v.value for v in variables], *args)
+            for var, w in zip(variables, writes):
+                if w is None:
+                    continue
+                if w[0] == "all":
+                    var.value.assign(w[1])
+                else:
+                    var.value.scatter_update(tf.IndexedSlices(w[2], w[1]))
+            return outputs
+        signature = [_spec_tf(tf, s) for s in specs] if specs is not None else None
+        # autograph off: the step has no Python control flow on tensors to convert
+        return tf.function(fn, input_signature=signature, jit_compile=bool(jit), autograph=False,
+                           reduce_retracing=signature is None)
+
+    torch = _module("torch")
+    convert = keras.ops.convert_to_tensor
+
+    def fn(*args):
+        with torch.no_grad():
+            values = [v.value for v in variables]
+            outputs, writes = pure(values, *args)
+            for var, w in zip(variables, writes):
+                if w is None:
+                    continue
+                if w[0] == "all":
+                    var.value.copy_(w[1])
+                else:
+                    var.value.index_copy_(0, w[1].long(), w[2])
+        return outputs
+    if jit:
+        fn = torch.compile(fn, dynamic=True)
+
+    def call(*args):
+        return fn(*(_convert_nested(convert, a) for a in args))
+    return call
+
+
+def _convert_nested(convert, a):
+    if isinstance(a, (tuple, list)):
+        return tuple(_convert_nested(convert, x) for x in a)
+    return convert(a) if isinstance(a, np.ndarray) else a
