@@ -64,6 +64,8 @@ log = logging.getLogger("gru4rec_repro.external")
 
 #: Where the external implementations live.
 EXTERNAL_DIR = Path(__file__).resolve().parent.parent / "implementations" / "external"
+#: The checker of an environment's pins (run by the environment's Python after pip install).
+CHECK_PINS = EXTERNAL_DIR / "check_pins.py"
 #: The implementations whose rows the audit table compares the others against.
 AUTHORS = "authors"
 #: Files of a complete environment folder.
@@ -123,15 +125,75 @@ def options(name: str) -> dict:
     return dict(opts.get(name) or {})
 
 
+#: Packages of the main environment that every external environment reuses (torch) or whose
+#: version decides what the reused ones were built against (numpy): part of the key.
+MAIN_PACKAGES = ("torch", "numpy")
+
+
+def main_environment() -> dict:
+    """The main environment the external environments are built on: Python and the versions of
+    :data:`MAIN_PACKAGES` (None where not installed); read from the installed metadata, no import."""
+    from importlib import metadata
+
+    out = {"python": sys.version.split()[0]}
+    for package in MAIN_PACKAGES:
+        try:
+            out[package] = metadata.version(package)
+        except metadata.PackageNotFoundError:
+            out[package] = None
+    return out
+
+
 def environment_key(name: str) -> str:
-    """Hash of the implementation's requirements.txt and of the Python that builds its venv."""
+    """Hash of the implementation's requirements.txt, of the Python that builds its venv and of the
+    main environment's torch and numpy versions (:func:`main_environment`): another torch or numpy
+    in the main environment is another environment."""
     req = (implementation_dir(name) / "requirements.txt").read_bytes()
-    base = f"{sys.version_info.major}.{sys.version_info.minor}|{sys.base_prefix}|{sys.prefix}".encode()
+    main = main_environment()
+    base = (f"{sys.version_info.major}.{sys.version_info.minor}|{sys.base_prefix}|{sys.prefix}|"
+            + "|".join(f"{p}={main[p]}" for p in MAIN_PACKAGES)).encode()
     return hashlib.sha256(req + b"\0" + base).hexdigest()[:16]
 
 
 def environment_dir(name: str, cache: str | os.PathLike | None = None) -> Path:
     return cache_dir(cache) / f"{name}-{environment_key(name)}"
+
+
+def first_pin(name: str) -> tuple[str, str]:
+    """(package, version) of the first ``package==version`` line of implementation ``name``'s requirements.txt."""
+    path = implementation_dir(name) / "requirements.txt"
+    for line in path.read_text().splitlines():
+        line = line.split("#", 1)[0].strip()
+        if "==" in line:
+            package, version = (part.strip() for part in line.split("==", 1))
+            return package, version
+    raise ExternalError(f"{name}: {path} pins no package (expected lines package==version)")
+
+
+def environment_unavailable(name: str, cache: str | os.PathLike | None = None, *, timeout: float = 60) -> str | None:
+    """Why implementation ``name``'s environment can be neither found nor built here, or None.
+
+    None when it is built (in ``cache``) or when pip's configured package index
+    answers for the first package of its requirements.txt and lists its
+    pinned version (``pip index versions``, no retries); otherwise the reason,
+    with pip's last line (what the tests that need an environment say when
+    they skip offline).
+    """
+    if is_built(environment_dir(name, cache)):
+        return None
+    package, version = first_pin(name)
+    cmd = [sys.executable, "-m", "pip", "index", "versions", package, "--retries", "0",
+           "--timeout", str(int(max(1, timeout // 4))), "--disable-pip-version-check"]
+    try:
+        out = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=_clean_env())
+    except (OSError, subprocess.TimeoutExpired) as e:
+        return f"{name}: its environment is not built and the package index cannot be reached ({e})"
+    if out.returncode == 0 and version in out.stdout:
+        return None
+    last = ((out.stderr or out.stdout).strip().splitlines() or ["no output"])[-1]
+    index = os.environ.get("PIP_INDEX_URL", "pip's configured index")
+    return (f"{name}: its environment is not built and the package index ({index}) does not list "
+            f"{package}=={version} (pip index versions {package}: {last})")
 
 
 def _python(env: Path) -> Path:
@@ -192,6 +254,8 @@ def build_environment(name: str, cache: str | os.PathLike | None = None, *, time
                 # what every adapter imports must import in the new environment
                 ("import numpy, pandas", [str(_python(env)), "-c", "import numpy, pandas; print('numpy', "
                                           "numpy.__version__, 'pandas', pandas.__version__)"]),
+                # every package of its dependency tree pinned (but torch's, from the main environment)
+                ("check_pins.py", [str(_python(env)), str(CHECK_PINS), str(requirements)]),
             ]
             for step, cmd in steps:
                 if step == "pip install":
@@ -213,8 +277,8 @@ def build_environment(name: str, cache: str | os.PathLike | None = None, *, time
         freeze = subprocess.run([str(_python(env)), "-m", "pip", "freeze", "--local"], capture_output=True,
                                 text=True, env=_clean_env()).stdout.split()
         atomic.write_json({"implementation": name, "requirements": str(requirements), "key": env.name,
-                           "python": sys.version.split()[0], "seconds": time.perf_counter() - t0,
-                           "installed": freeze}, env / MARKER)
+                           "python": sys.version.split()[0], "main_environment": main_environment(),
+                           "seconds": time.perf_counter() - t0, "installed": freeze}, env / MARKER)
         _copy_log(pip_log, log_path)
         log.info("%s: environment built in %.0f s", name, time.perf_counter() - t0)
         return env
@@ -365,6 +429,7 @@ def run_adapter(name: str, train: pd.DataFrame, test: pd.DataFrame, params: dict
         raise ExternalError(f"{name}: {info_file}: missing key(s) {missing}")
     ranks = check_rank_record(pd.read_csv(ranks_file), train, test, where=f"{name}: {ranks_file}")
     info["environment"] = env.name
+    info["main_environment"] = main_environment()  # torch and numpy of the key (environment_key)
     info["adapter_wall_seconds"] = seconds
     info["params_given"] = params
     info["params_resolved"] = settings
@@ -410,13 +475,80 @@ def runner(name: str):
 # --------------------------------------------------------------------------- workflow settings
 
 
+#: Our PyTorch runs' prefix: external run ``<prefix>-<setting>`` is compared with ``torch-<setting>``.
+OURS_PREFIX = "torch-"
+
+
+def setting_of(run: str) -> str:
+    """``recbole-xe`` -> ``xe`` (the part after the first '-'; the whole name when there is none)."""
+    return run.split("-", 1)[1] if "-" in run else run
+
+
+def comparison_run(run: str) -> str:
+    """Our run an external run is compared with in the audit table: ``recbole-xe`` -> ``torch-xe``."""
+    return OURS_PREFIX + setting_of(run)
+
+
+def resolved_setting(params: dict | None) -> dict:
+    """The GRU4Rec settings ``params`` train with (:func:`gru4rec_repro.gru4rec_params.resolve`), the
+    keys of GRU4Rec only (an implementation's own keys aside): what two runs must share to be compared."""
+    from .gru4rec_params import OFFICIAL_DEFAULTS, OUR_DEFAULTS, known_keys, resolve
+
+    known = set(known_keys())
+    p = resolve({k: v for k, v in (params or {}).items() if k in known})
+    return {k: p[k] for k in sorted({*OFFICIAL_DEFAULTS, *OUR_DEFAULTS})}
+
+
+def setting_differences(a: dict, b: dict) -> dict[str, tuple]:
+    """Keys whose values differ between two :func:`resolved_setting` results: key -> (a's, b's)."""
+    return {k: (a.get(k), b.get(k)) for k in sorted({*a, *b}) if a.get(k) != b.get(k)}
+
+
+def format_differences(diff: dict[str, tuple]) -> str:
+    return ", ".join(f"{k} {json.dumps(x)} vs {json.dumps(y)}" for k, (x, y) in diff.items())
+
+
+def _params_of_ours(config: dict, run: str) -> dict:
+    """What ``run`` trains with when it takes its comparison run's params (external.params_from_ours)."""
+    from .gru4rec_params import known_keys
+
+    ours = comparison_run(run)
+    if ours not in config["runs"]:
+        raise ValueError(f"config: external.params_from_ours is set, but {run!r} has no run {ours!r} under "
+                         f"runs: to take its params from (the audit table compares {run} with {ours})")
+    spec = config["runs"][run]
+    if spec.get("params"):
+        raise ValueError(f"config: runs.{run}.params is given, but external.params_from_ours is set: {run} "
+                         f"trains with the params of {ours}; remove its params or set params_from_ours: false")
+    known = set(known_keys())  # our implementation's own keys (e.g. a variant) are not the library's
+    return {k: v for k, v in (config["runs"][ours].get("params") or {}).items() if k in known}
+
+
+#: Key of ``config["study"]`` where :func:`study_runs` tells the audit table whether the authors'
+#: code is configured (``checkout``) and which of its runs were left out (``left_out``).
+AUTHORS_NOTE_KEY = "audit_authors"
+
+
 def study_runs(config: dict, runs: list[str]) -> tuple[list[str], list[str]]:
     """The study's runs with the audit panel: (runs, runs left out).
 
     ``external.panel`` runs are appended to ``runs``; runs of the authors' code
     are left out when ``external.authors.checkout`` is not set (its licence
     forbids shipping it; the audit table then says it is not configured).
+
+    Every external run of the study trains the setting of the run the audit
+    table compares it with (:func:`comparison_run`): with
+    ``external.params_from_ours`` its params are that run's (written into
+    ``config`` here, after every config file's overrides, so
+    ``--configfile config/test.yaml config/audit.yaml`` gives the panel the
+    tiny study's settings); either way, two runs whose resolved settings
+    differ (:func:`resolved_setting`, after ``study.epochs``) are refused,
+    naming the keys.
+
+    Also sets ``config["study"][AUTHORS_NOTE_KEY]`` (see :data:`AUTHORS_NOTE_KEY`).
     """
+    from .contract import EXTERNAL, run_params
+
     ext = config.get("external") or {}
     out = list(runs)
     for run in ext.get("panel") or []:
@@ -427,7 +559,26 @@ def study_runs(config: dict, runs: list[str]) -> tuple[list[str], list[str]]:
     dropped = []
     if not (ext.get("authors") or {}).get("checkout"):
         dropped = [r for r in out if config["runs"][r]["implementation"] == AUTHORS]
-    return [r for r in out if r not in dropped], dropped
+    kept = [r for r in out if r not in dropped]
+    external_runs = [r for r in kept if config["runs"][r]["implementation"] in EXTERNAL]
+    if ext.get("params_from_ours"):
+        for run in external_runs:
+            config["runs"][run]["params"] = _params_of_ours(config, run)
+    for run in external_runs:
+        ours = comparison_run(run)
+        if ours not in config["runs"]:
+            continue  # nothing to compare with (the audit table says so)
+        diff = setting_differences(resolved_setting(run_params(config, run)),
+                                   resolved_setting(run_params(config, ours)))
+        if diff:
+            raise ValueError(
+                f"config: {run} and {ours}, which the audit table compares, train different settings: "
+                f"{format_differences(diff)} ({run} vs {ours}); set external.params_from_ours: true "
+                f"(config/audit.yaml) or give both the same params")
+    # what the audit table's note says about the authors' code (the tables get config["study"])
+    config.setdefault("study", {})[AUTHORS_NOTE_KEY] = {"checkout": bool((ext.get("authors") or {}).get("checkout")),
+                                                        "left_out": dropped}
+    return kept, dropped
 
 
 def workflow_options(config: dict) -> str:

@@ -258,6 +258,49 @@ def test_environment_is_built_once_when_two_jobs_start_at_once(tmp_path, monkeyp
     assert external.environment_dir("empty", tmp_path / "envs") != results[0]
 
 
+def test_environment_key_has_the_main_environments_torch_and_numpy(monkeypatch):
+    main = external.main_environment()
+    from importlib import metadata
+    assert main["torch"] == metadata.version("torch") and main["numpy"] == metadata.version("numpy")
+    key = external.environment_key("cornac")
+    for package in ("torch", "numpy"):
+        monkeypatch.setattr(external, "main_environment", lambda p=package: dict(main, **{p: "0.0.1"}))
+        assert external.environment_key("cornac") != key, package
+    monkeypatch.setattr(external, "main_environment", lambda: dict(main))
+    assert external.environment_key("cornac") == key
+
+
+def load_check_pins():
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("check_pins", external.EXTERNAL_DIR / "check_pins.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def test_check_pins_finds_every_unpinned_package_of_the_tree_but_torchs(tmp_path):
+    """Against the main environment's own packages: pytest needs pluggy and iniconfig (and packaging)."""
+    from importlib import metadata
+
+    cp = load_check_pins()
+    v = {n: metadata.version(n) for n in ("pytest", "pluggy", "iniconfig", "packaging")}
+    req = tmp_path / "requirements.txt"
+    req.write_text(f"# a comment\npytest=={v['pytest']}\npluggy=={v['pluggy']}  # inline\n")
+    result = cp.check(str(req))
+    assert {"iniconfig", "packaging"} <= set(result["unpinned"]) and "pluggy" not in result["unpinned"]
+    assert result["closure"]["pytest"] == v["pytest"] and not result["missing"]
+    req.write_text("".join(f"{n}=={'0.0.1' if n == 'pluggy' else ver}\n" for n, ver in v.items()))
+    result = cp.check(str(req))
+    assert result["mismatched"] == {"pluggy": ["0.0.1", v["pluggy"]]}
+    # torch's own tree comes from the main environment: not asked for
+    req.write_text(f"torch=={metadata.version('torch')}\n")
+    assert cp.check(str(req))["closure"] == {} and cp.check(str(req))["unpinned"] == {}
+    req.write_text("pytest>=1\n")
+    with pytest.raises(SystemExit, match="not an exact pin"):
+        cp.check(str(req))
+
+
 # --------------------------------------------------------------------------- real training on tiny data
 
 
@@ -300,10 +343,18 @@ def check_real_run(out: Path, train, test, n_epochs: int) -> pd.DataFrame:
     return ranks
 
 
+def require_environment(name: str, cache) -> None:
+    """Skip, saying why, when ``name``'s environment is not built and the package index cannot be reached."""
+    reason = external.environment_unavailable(name, cache)
+    if reason:
+        pytest.skip(reason)
+
+
 @pytest.mark.slow
 def test_recbole_trains_for_real_through_its_environment(tiny_split, env_cache, tmp_path, monkeypatch):
     from gru4rec_repro.run import run_implementation
 
+    require_environment("recbole", env_cache)
     monkeypatch.setenv(external.CACHE_ENV, str(env_cache))
     train, test = tiny_split
     run_implementation("recbole", train, test, XE, 1, tmp_path / "seed1", threads=1, device="cpu")
@@ -336,6 +387,7 @@ def test_authors_code_through_its_forward_pass_matches_its_own_evaluation(tiny_s
     from gru4rec_repro.run import run_implementation
 
     checkout = authors_checkout()
+    require_environment("authors", env_cache)
     monkeypatch.setenv(external.CACHE_ENV, str(env_cache))
     monkeypatch.setenv(external.OPTIONS_ENV, json.dumps({"authors": {"checkout": checkout}}))
     train, test = tiny_split
@@ -416,7 +468,12 @@ def test_audit_table_compares_with_ours_and_says_when_the_authors_code_is_missin
     assert r["not_expressed"] == "logq, momentum"
     assert data.loc["mrr@20", "diff"] == pytest.approx(-0.2)  # rank 1 or beyond 20: MRR = recall
     notes = " ".join(table.notes)
-    assert "authors' official code is not configured" in notes and "recbole-xe" in notes
+    # no record of the workflow's (a table built by hand): it says what it knows, no run of the authors' code
+    assert "No run of the authors' official code ('authors-<setting>') for setting(s) xe" in notes
+    assert "recbole-xe is compared with ours only" in notes
+    # the setting both sides trained, checked and printed
+    assert "Same setting 'xe' on both sides of every row, checked" in notes
+    assert "recbole-xe = torch-xe (recbole-xe: the config's params; torch-xe: the config's params)" in notes
     assert "Feature checklist of recbole 1.2.1" in notes
     assert "bpr_max: no (model/sequential_recommender/gru4rec.py:61-66)" in notes
 
@@ -466,3 +523,120 @@ def test_workflow_settings_add_the_panel_and_leave_out_the_unconfigured_authors_
     config["external"]["panel"] = ["nope"]
     with pytest.raises(ValueError, match="external.panel names 'nope'"):
         external.study_runs(config, [])
+
+
+# --------------------------------------------------------------------------- the same setting on both sides
+
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def test_tiny_study_with_the_audit_config_gives_the_panel_the_tiny_settings():
+    """config/test.yaml + config/audit.yaml: torch-xe trains n_sample 64, and so does every panel run."""
+    from gru4rec_repro.plan import load_config
+
+    config = load_config([ROOT / "config/test.yaml", ROOT / "config/audit.yaml"])
+    runs, left_out = external.study_runs(config, config["study"]["runs"])
+    assert left_out == ["authors-xe"] and "recbole-xe" in runs and "torch_rechub-xe" in runs
+    ours = external.resolved_setting(run_params(config, "torch-xe"))
+    assert ours["n_sample"] == 64 and ours["n_epochs"] == 1
+    for run in ("recbole-xe", "cornac-xe", "recpack-xe", "torch_rechub-xe"):
+        assert external.resolved_setting(run_params(config, run)) == ours, run
+    assert config["study"][external.AUTHORS_NOTE_KEY] == {"checkout": False, "left_out": ["authors-xe"]}
+    # the same files in the other order: the same settings (derived after every override)
+    config = load_config([ROOT / "config/audit.yaml", ROOT / "config/test.yaml"])
+    external.study_runs(config, config["study"]["runs"])
+    assert external.resolved_setting(run_params(config, "cornac-xe"))["n_sample"] == 64
+
+
+def test_panel_with_its_own_params_that_differ_from_ours_is_refused_naming_the_keys():
+    from gru4rec_repro.plan import load_config
+
+    config = load_config([ROOT / "config/test.yaml", ROOT / "config/audit.yaml"])
+    config["external"]["params_from_ours"] = False
+    xe = dict(load_config([])["runs"]["torch-xe"]["params"])  # the panel's former params: n_sample 2048
+    for run in config["external"]["panel"]:
+        config["runs"][run]["params"] = dict(xe)
+    with pytest.raises(ValueError, match=r"recbole-xe and torch-xe, which the audit table compares, train "
+                                         r"different settings: n_sample 2048 vs 64 \(recbole-xe vs torch-xe\)"):
+        external.study_runs(config, config["study"]["runs"])
+    # equal params: accepted without deriving
+    for run in config["external"]["panel"]:
+        config["runs"][run]["params"] = dict(xe, n_sample=64)
+    external.study_runs(config, config["study"]["runs"])
+    # deriving while the run gives params of its own: refused
+    config["external"]["params_from_ours"] = True
+    with pytest.raises(ValueError, match=r"runs.recbole-xe.params is given, but external.params_from_ours"):
+        external.study_runs(config, config["study"]["runs"])
+
+
+def test_deriving_needs_the_comparison_run_and_drops_our_own_keys():
+    config = {"runs": {"torch-xe": {"implementation": "gru4rec_torch",
+                                    "params": {"loss": "cross-entropy", "n_sample": 64, "variant": "gru4rec"}},
+                       "cornac-xe": {"implementation": "cornac", "params": {}},
+                       "cornac-bpr": {"implementation": "cornac", "params": {}}},
+              "study": {}, "external": {"panel": ["cornac-xe"], "params_from_ours": True}}
+    external.study_runs(config, ["torch-xe"])
+    assert config["runs"]["cornac-xe"]["params"] == {"loss": "cross-entropy", "n_sample": 64}
+    config["external"]["panel"] = ["cornac-bpr"]
+    with pytest.raises(ValueError, match="'cornac-bpr' has no run 'torch-bpr'"):
+        external.study_runs(config, ["torch-xe"])
+
+
+def test_audit_table_refuses_runs_that_recorded_different_settings(tmp_path):
+    """The table's own guard: the settings each seed recorded (adapter_info.json, run_info.json)."""
+    from gru4rec_repro import atomic
+    from gru4rec_repro.tables import build_table
+
+    xe = {"loss": "cross-entropy", "layers": [100], "batch_size": 32, "n_sample": 64, "n_epochs": 1}
+    info = {"library": "cornac", "version": "3.0.1", "seconds_per_epoch": [1.0], "seconds_total": 1.0,
+            "not_expressed": {}, "translated": {}, "params_resolved": resolve_params(dict(xe, n_sample=2048))}
+    for seed in (1, 2):
+        write_fake_run(tmp_path, "torch-xe", seed, fake_ranks(100), [1.0])
+        atomic.write_json({"params": xe}, tmp_path / "runs" / "torch-xe" / f"seed{seed}" / "run_info.json")
+        write_fake_run(tmp_path, "cornac-xe", seed, fake_ranks(90), [2.0], info)
+    # the config says both have the same params: the recorded settings decide
+    config = {"runs": {"torch-xe": {"implementation": "gru4rec_torch", "params": xe},
+                       "cornac-xe": {"implementation": "cornac", "params": xe}},
+              "seeds": [1, 2], "study": {"n_boot": 50}}
+    with pytest.raises(ValueError, match=r"cornac-xe and torch-xe trained different settings, so the table does "
+                                         r"not compare them: n_sample 2048 vs 64"):
+        build_table("audit", tmp_path, config, "tiny")
+    for seed in (1, 2):
+        atomic.write_json(dict(info, params_resolved=resolve_params(xe)),
+                          tmp_path / "runs" / "cornac-xe" / f"seed{seed}" / "adapter_info.json")
+    notes = " ".join(build_table("audit", tmp_path, config, "tiny").notes)
+    assert ("cornac-xe = torch-xe (cornac-xe: adapter_info.json params_resolved; torch-xe: run_info.json params)"
+            in notes)
+    assert "n_sample 64" in notes and "batch_size 32" in notes and "n_epochs 1" in notes
+
+
+def resolve_params(params):
+    from gru4rec_repro.gru4rec_params import resolve as resolve_gru4rec
+
+    return resolve_gru4rec(params)
+
+
+@pytest.mark.parametrize("record, says", [
+    (None, "No run of the authors' official code ('authors-<setting>') for setting(s) xe is in this study's config"),
+    ({"checkout": False, "left_out": ["authors-xe"]},
+     "The authors' official code is not configured in this study (external.authors.checkout is not set; "
+     "left out: authors-xe)"),
+    ({"checkout": True, "left_out": []},
+     "The authors' official code is configured (external.authors.checkout), but the study has no run of it "
+     "('authors-<setting>') for setting(s) xe"),
+])
+def test_audit_note_on_the_authors_code_says_what_is_missing(tmp_path, record, says):
+    from gru4rec_repro.tables import build_table
+
+    for seed in (1,):
+        write_fake_run(tmp_path, "torch-xe", seed, fake_ranks(100), [1.0])
+        write_fake_run(tmp_path, "recpack-xe", seed, fake_ranks(100), [1.0],
+                       {"library": "recpack", "version": "0.3.6", "seconds_per_epoch": [1.0], "seconds_total": 1.0,
+                        "not_expressed": {}, "translated": {}})
+    study = {"n_boot": 50, **({external.AUTHORS_NOTE_KEY: record} if record is not None else {})}
+    config = {"runs": {"torch-xe": {"implementation": "gru4rec_torch"}, "recpack-xe": {"implementation": "recpack"}},
+              "seeds": [1], "study": study}
+    notes = " ".join(build_table("audit", tmp_path, config, "tiny").notes)
+    assert says in notes
+    assert ("not configured" in notes) == (record is not None and not record["checkout"])

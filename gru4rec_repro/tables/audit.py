@@ -21,7 +21,11 @@ import yaml
 
 from .. import stats
 from ..contract import EXTERNAL
-from ..external import AUTHORS, EXTERNAL_DIR
+from ..external import (
+    AUTHORS, AUTHORS_NOTE_KEY, EXTERNAL_DIR, OURS_PREFIX, comparison_run, format_differences, resolved_setting,
+    setting_differences, setting_of,
+)
+from ..gru4rec_params import describe
 from .common import (
     CORRECTION, CORRECTION_NAMES, METRIC_LABELS, Study, Table, _common_notes, _diff_ci, _empty,
     _mean_sd, _p, _ratio, _seconds, _tests_note, add_verdicts, ci_note,
@@ -32,12 +36,6 @@ FEATURES = ("session_parallel_minibatches", "hidden_state_reset_per_session",
             "negative_sampling_popularity_exponent", "in_batch_negatives", "bpr_max", "top1_max",
             "cross_entropy_logq", "constrained_embedding", "adagrad_momentum_sparse",
             "eval_all_items_with_ties")
-OURS_PREFIX = "torch-"
-
-
-def setting_of(run: str) -> str:
-    """``recbole-xe`` -> ``xe`` (the part after the first '-'; the whole name when there is none)."""
-    return run.split("-", 1)[1] if "-" in run else run
 
 
 def external_runs(st: Study) -> list[str]:
@@ -55,6 +53,40 @@ def authors_run(st: Study, setting: str) -> str | None:
 def adapter_info(st: Study, run: str) -> dict:
     """The first seed's adapter_info.json of a run (empty when it has none)."""
     return next(iter(st.seed_json(run, "adapter_info.json")), {})
+
+
+def run_setting(st: Study, run: str) -> tuple[dict, str]:
+    """The resolved GRU4Rec settings a run trained with (:func:`gru4rec_repro.external.resolved_setting`)
+    and where they were read: each seed's ``adapter_info.json`` (``params_resolved``, external runs)
+    or ``run_info.json`` (``params``, ours), else the config's params. Seeds that recorded different
+    settings are refused."""
+    for filename, key in (("adapter_info.json", "params_resolved"), ("run_info.json", "params")):
+        recorded = [r[key] for r in st.seed_json(run, filename) if isinstance(r.get(key), dict)]
+        if recorded:
+            settings = [resolved_setting(p) for p in recorded]
+            for other in settings[1:]:
+                diff = setting_differences(settings[0], other)
+                if diff:
+                    raise ValueError(f"audit: the seeds of {run} recorded different settings in {filename}: "
+                                     f"{format_differences(diff)}")
+            return settings[0], f"{filename} {key}"
+    return resolved_setting((st.runs_config[run] or {}).get("params")), "the config's params"
+
+
+def same_setting(st: Study, run: str, ref: str) -> tuple[dict, str]:
+    """The setting ``run`` and ``ref`` both trained with, and where each was read; refuses (ValueError
+    naming the keys and values) when their resolved settings differ: the audit compares
+    implementations on one setting, never two settings."""
+    a, where_a = run_setting(st, run)
+    b, where_b = run_setting(st, ref)
+    diff = setting_differences(a, b)
+    if diff:
+        raise ValueError(
+            f"audit: {run} and {ref} trained different settings, so the table does not compare them: "
+            f"{format_differences(diff)} ({run} vs {ref}; read from {where_a} and {where_b}). "
+            "Set external.params_from_ours: true (config/audit.yaml) so that every external run takes "
+            f"the params of the run it is compared with ({OURS_PREFIX}<setting>).")
+    return a, f"{run}: {where_a}; {ref}: {where_b}"
 
 
 def read_features(implementation: str, folder: Path = EXTERNAL_DIR) -> dict:
@@ -90,12 +122,39 @@ def _label(st: Study, run: str, info: dict | None = None) -> str:
     return "ours (PyTorch)"
 
 
+def authors_note(st: Study, runs: list[str]) -> str:
+    """Why ``runs`` are compared with ours only: the authors' code is not configured, or it is but the
+    study has no ``authors-<setting>`` run of their setting (as the workflow recorded it,
+    :data:`gru4rec_repro.external.AUTHORS_NOTE_KEY`), or, without that record, no such run is here."""
+    verb = "is" if len(runs) == 1 else "are"
+    settings = ", ".join(dict.fromkeys(setting_of(r) for r in runs))
+    record = st.study_config.get(AUTHORS_NOTE_KEY)
+    if isinstance(record, dict) and record.get("checkout"):
+        return (f"The authors' official code is configured (external.authors.checkout), but the study has no "
+                f"run of it ('authors-<setting>') for setting(s) {settings}, so {', '.join(runs)} {verb} compared "
+                "with ours only (add an 'authors-<setting>' run to external.panel; see docs/AUDIT.md).")
+    if isinstance(record, dict):
+        left = record.get("left_out") or []
+        left_text = f"; left out: {', '.join(left)}" if left else ""
+        return (f"The authors' official code is not configured in this study (external.authors.checkout is "
+                f"not set{left_text}), so {', '.join(runs)} {verb} compared with ours only (set "
+                "external.authors.checkout and add an 'authors-<setting>' run; see docs/AUDIT.md).")
+    return (f"No run of the authors' official code ('authors-<setting>') for setting(s) {settings} is in this "
+            f"study's config, so {', '.join(runs)} {verb} compared with ours only (set "
+            "external.authors.checkout and add an 'authors-<setting>' run; see docs/AUDIT.md).")
+
+
+def _value(v) -> str:
+    return "[" + ", ".join(map(str, v)) + "]" if isinstance(v, list) else f"{v:g}" if isinstance(v, float) else str(v)
+
+
 def audit_table(st: Study) -> Table:
     runs = external_runs(st)
     if not runs:
         return _empty("audit", ["Implementation", "Against", "Metric"], st)
     rows, comps, notes_extra, used = [], [], [], []
     missing_authors = []
+    checked: dict[str, tuple[dict, list]] = {}  # setting -> (its resolved params, the pairs checked)
     for i, run in enumerate(runs):
         setting = setting_of(run)
         impl = st.runs_config[run]["implementation"]
@@ -106,7 +165,7 @@ def audit_table(st: Study) -> Table:
                 refs.append(a)
             else:
                 missing_authors.append(run)
-        ours = OURS_PREFIX + setting
+        ours = comparison_run(run)
         if st.has(ours):
             refs.append(ours)
         else:
@@ -116,6 +175,8 @@ def audit_table(st: Study) -> Table:
         not_expressed = ", ".join(sorted(info.get("not_expressed", {}))) or "none"
         sec_e = stats.seed_summary(st.run(run).seconds_per_epoch())
         for j, ref in enumerate(refs):
+            params, where = same_setting(st, run, ref)
+            checked.setdefault(setting, (params, []))[1].append(f"{run} = {ref} ({where})")
             sec_r = stats.seed_summary(st.run(ref).seconds_per_epoch())
             used += [run, ref]
             for m, metric in enumerate(METRIC_LABELS):
@@ -176,11 +237,13 @@ def audit_table(st: Study) -> Table:
         "and on what ran beside them.",
     ]
     if missing_authors:
+        notes.append(authors_note(st, missing_authors))
+    for setting, (params, pairs) in checked.items():
         notes.append(
-            "The authors' official code is not configured in this study, so "
-            f"{', '.join(missing_authors)} {'is' if len(missing_authors) == 1 else 'are'} compared "
-            "with ours only (set external.authors.checkout in the config and add an 'authors-<setting>' "
-            "run; see docs/AUDIT.md).")
+            f"Same setting '{setting}' on both sides of every row, checked: the resolved GRU4Rec parameters "
+            f"each run recorded are equal ({'; '.join(pairs)}): {describe(params)}; "
+            + ", ".join(f"{k} {_value(v)}" for k, v in params.items() if k not in ("loss", "final_act"))
+            + ". Two runs of different settings are refused, naming the keys.")
     notes += notes_extra
     notes.append(ci_note(st, used))
     for impl in dict.fromkeys(st.runs_config[r]["implementation"] for r in runs):
