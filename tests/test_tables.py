@@ -171,6 +171,80 @@ def test_every_published_number_has_source_setting_and_protocol():
     assert math.isnan(paper.published("authors_current", "BPR-max, no embedding").get("recall", 5))
 
 
+#: Every published number (SPEC.md section 8; the authors' figures: section 4): (table, row) ->
+#: (Recall@20, MRR@20, the constant of gru4rec_repro.paper naming its source).
+SPEC_NUMBERS = {
+    ("baselines", "POP"): (0.0050, 0.0012, "ICLR2016_T1"),
+    ("baselines", "S-POP"): (0.2672, 0.1775, "ICLR2016_T1"),
+    ("baselines", "Item-KNN"): (0.5065, 0.2048, "ICLR2016_T1"),
+    ("baselines", "BPR-MF"): (0.2574, 0.0618, "ICLR2016_T1"),
+    ("baselines", "GRU4Rec"): (0.5781, 0.2375, "TUTORIAL_BASELINES"),
+    ("iclr2016", "POP"): (0.0050, 0.0012, "ICLR2016_T1"),
+    ("iclr2016", "S-POP"): (0.2672, 0.1775, "ICLR2016_T1"),
+    ("iclr2016", "Item-KNN"): (0.5065, 0.2048, "ICLR2016_T1"),
+    ("iclr2016", "BPR-MF"): (0.2574, 0.0618, "ICLR2016_T1"),
+    ("iclr2016", "TOP1, 100 units"): (0.5853, 0.2305, "ICLR2016_T3"),
+    ("iclr2016", "BPR, 100 units"): (0.6069, 0.2407, "ICLR2016_T3"),
+    ("iclr2016", "cross-entropy, 100 units"): (0.6074, 0.2430, "ICLR2016_T3"),
+    ("iclr2016", "TOP1, 1000 units"): (0.6206, 0.2693, "ICLR2016_T3"),
+    ("iclr2016", "BPR, 1000 units"): (0.6322, 0.2467, "ICLR2016_T3"),
+    ("iclr2016", "cross-entropy, 1000 units"): (0.5777, 0.2153, "ICLR2016_T3"),
+    ("losses", "cross-entropy"): (0.5781, 0.2375, "TUTORIAL_LOSSES"),
+    ("losses", "TOP1"): (0.6117, 0.2367, "TUTORIAL_LOSSES"),
+    ("losses", "BPR"): (0.6322, 0.2467, "TUTORIAL_LOSSES"),
+    ("losses", "TOP1-max"): (0.7086, 0.3045, "TUTORIAL_LOSSES"),
+    ("losses", "BPR-max"): (0.7211, 0.3170, "TUTORIAL_LOSSES"),
+    ("authors_current", "cross-entropy, README best"): (0.7283, 0.3205, "README"),
+    ("authors_current", "BPR-max, constrained embedding"): (0.7261, 0.3124, "RUN_RSC15"),
+    ("authors_current", "BPR-max, no embedding"): (0.7197, 0.3157, "RUN_RSC15"),
+    ("authors_current", "cross-entropy, no embedding (2018)"): (0.7180, 0.3087, "RUN_RSC15"),
+    ("dwell", "GRU4Rec"): (0.5853, 0.2305, "BOGINA2017"),
+    ("dwell", "GRU4Rec, dwell threshold 75"): (0.7885, 0.5834, "BOGINA2017"),
+    ("dwell", "GRU4Rec, dwell threshold 100"): (0.7754, 0.548, "BOGINA2017"),
+    ("dwell", "GRU4Rec with sampling"): (0.7117, 0.308, "BOGINA2017"),
+    ("dwell", "with sampling, dwell threshold 100"): (0.84, 0.61, "BOGINA2017"),
+    ("dwell", "with sampling, dwell threshold 75"): (0.853, 0.636, "BOGINA2017"),
+}
+
+
+def test_every_published_number_and_its_source_is_spec_section_8():
+    assert set(paper.PUBLISHED) == set(SPEC_NUMBERS)
+    for key, (recall, mrr, source) in SPEC_NUMBERS.items():
+        pub = paper.PUBLISHED[key]
+        assert (pub.recall, pub.mrr) == (recall, mrr), key
+        assert getattr(paper, source) in pub.source, key
+        # a tutorial row copying ICLR 2016 Table 1 names both
+        if key[0] == "baselines" and source == "ICLR2016_T1" and key[1] != "Item-KNN":
+            assert pub.source.startswith(paper.TUTORIAL_BASELINES), key
+    # the README-best setting's other cut-offs (SPEC.md section 4)
+    best = paper.published("authors_current", "cross-entropy, README best")
+    assert {k: best.get(m, k) for m, k in (("recall", 1), ("recall", 5), ("recall", 10))} == {
+        1: 0.1845, 5: 0.4906, 10: 0.6218}
+    assert (best.get("mrr", 1), best.get("mrr", 5), best.get("mrr", 10)) == (0.1845, 0.2954, 0.3130)
+    # the claimed ICLR 2016 gains (section 8: about +20% Recall@20, +30% MRR@20)
+    iclr = paper.CLAIMS["iclr2016_gru_vs_iknn"]
+    assert (iclr["recall"], iclr["mrr"]) == (0.20, 0.30) and "ICLR 2016" in iclr["source"]
+
+
+def test_published_settings_say_only_what_spec_states():
+    """ICLR 2016 Table 3: tanh output for TOP1/BPR, softmax for cross-entropy; batch 50, lr 0.01,
+    dropout 0.5 and SessionId order only for the TOP1 100-unit row (SPEC.md sections 4, 8)."""
+    for key in paper.rows_of("iclr2016")[4:]:
+        pub = paper.published("iclr2016", key)
+        assert pub.params["n_sample"] == 0 and pub.params["constrained_embedding"] is False
+        top1_100 = key == "TOP1, 100 units"
+        assert ("batch 50" in pub.setting) == top1_100 == ("batch_size" in pub.params), key
+        assert ("SessionId order" in pub.setting) == top1_100 == ("time_sort" in pub.params), key
+        if key.startswith("cross-entropy"):
+            assert "softmax output" in pub.setting and "tanh" not in pub.setting
+            assert pub.params["final_act"] == "linear"
+        else:
+            assert "tanh output" in pub.setting and pub.params["final_act"] == "tanh"
+    readme = paper.published("authors_current", "cross-entropy, README best").params
+    assert (readme["learning_rate"], readme["n_epochs"], readme["sample_alpha"]) == (0.1, 10, 0.75)
+    assert paper.published("authors_current", "BPR-max, constrained embedding").params["learning_rate"] == 0.2
+
+
 def test_relative_difference_and_the_same_level_mark():
     assert relative_difference(0.6, 0.6069) == pytest.approx(0.6 / 0.6069 - 1)
     assert math.isnan(relative_difference(0.2, 0.0050))  # published below 0.01: not printed
@@ -438,6 +512,21 @@ def test_claimed_size_column_follows_the_ci(results, built):
     assert shown == "yes"
 
 
+def test_claimed_size_is_judged_on_the_ci_over_seeds(tmp_path):
+    """Every session alike (no session spread): only the seeds make the CI wide enough to hold
+    the claimed +28.6% MRR of TOP1-max over TOP1."""
+    for seed, rank in ((1, 2), (2, 4), (3, 5)):
+        write_run(tmp_path, "torch-top1max", seed, ranks_of(rank))  # MRR 0.5, 0.25, 0.2
+        write_run(tmp_path, "torch-top1", seed, ranks_of(4))        # MRR 0.25
+    cfg = config({"torch-top1max": "gru4rec_torch", "torch-top1": "gru4rec_torch"}, seeds=(1, 2, 3))
+    r = row(tables.build_table("claims", tmp_path, cfg, "tiny").data, metric="mrr")
+    assert r["rel_diff"] == pytest.approx((0.95 / 3) / 0.25 - 1)                # +26.7%
+    assert r["ci_sessions_boot_low"] == r["ci_sessions_boot_high"] == pytest.approx(0.95 / 3 - 0.25)
+    half = sps.t.ppf(0.975, 2) * np.std([0.5, 0.25, 0.2], ddof=1) / math.sqrt(3)  # the other side: sd 0
+    assert r["rel_ci_high"] == pytest.approx(r["rel_diff"] + half / 0.25)
+    assert r["claimed_rel"] == pytest.approx(0.3045 / 0.2367 - 1) and r["claimed_size_in_ci"]
+
+
 def test_best_gru4rec_run_is_picked_per_metric_under_the_2016_cut(results):
     st = tables.Study(results, config(), "tiny")
     # R@20 (2016 cut): top1-2016 1.0, xe-2016 1.0 (tie: the first in ICLR_GRU_RUNS), bpr-2016 0.6;
@@ -463,6 +552,91 @@ def test_seed_level_p_picks_the_test():
         __import__("scipy").stats.ttest_1samp([0.5, 0.6, 0.7], 0.2).pvalue)
     assert claims_mod.seed_level_p([0.5, 0.6], [0.1, 0.2])[1] == "Welch"
     assert math.isnan(claims_mod.seed_level_p([0.5], [0.1])[0])
+
+
+TOP1_2016 = {"loss": "top1", "final_act": "tanh", "layers": [100], "embedding": 0,
+             "constrained_embedding": False, "batch_size": 50, "dropout_p_hidden": 0.5,
+             "onehot_dropout": "hidden", "learning_rate": 0.01, "n_sample": 0, "time_sort": False,
+             "n_epochs": 10}
+BPRMAX = {"loss": "bpr-max", "final_act": "elu", "elu_param": 0.5, "layers": [100], "embedding": 0,
+          "constrained_embedding": True, "batch_size": 32, "dropout_p_embed": 0.0, "dropout_p_hidden": 0.0,
+          "learning_rate": 0.05, "momentum": 0.1, "n_sample": 2048, "sample_alpha": 0.0, "bpreg": 0.5,
+          "n_epochs": 10}
+XE = {"loss": "cross-entropy", "final_act": "linear", "layers": [100], "embedding": 0,
+      "constrained_embedding": True, "batch_size": 32, "dropout_p_hidden": 0.4, "learning_rate": 0.2,
+      "momentum": 0.2, "n_sample": 2048, "sample_alpha": 0.5, "logq": 1.0, "n_epochs": 10}
+XE_BEST = {**XE, "dropout_p_embed": 0.1, "dropout_p_hidden": 0.0, "learning_rate": 0.1, "momentum": 0.0,
+           "sample_alpha": 0.75, "elu_param": 0.0}
+
+
+def config_with_params(epochs=3):
+    """The fake study with the default study's settings (config/config.yaml) and study.epochs."""
+    cfg = config()
+    params = {"torch-top1-2016": TOP1_2016,
+              "torch-bpr-2016": {**TOP1_2016, "loss": "bpr", "batch_size": 32, "time_sort": True},
+              "torch-xe-2016": {**TOP1_2016, "loss": "cross-entropy", "final_act": "linear"},
+              "torch-bprmax": BPRMAX, "keras-bprmax": BPRMAX, "torch-top1": {**BPRMAX, "loss": "top1"},
+              "torch-bpr": {**BPRMAX, "loss": "bpr"}, "torch-top1max": {**BPRMAX, "loss": "top1-max"},
+              "torch-xe": XE, "keras-xe": XE, "torch-xe-best": XE_BEST,
+              "bprmf": {"factors": 100, "n_epochs": 10, "learning_rate": 0.1, "bias_reg": 1.0}}
+    for run, p in params.items():
+        cfg["runs"][run]["params"] = dict(p)
+    cfg["study"]["epochs"] = epochs
+    return cfg
+
+
+def test_iclr2016_rows_print_each_runs_own_setting(results):
+    t = tables.build_table("iclr2016", results, config_with_params(), "tiny")
+    shown = dict(zip(t.data["run"], t.display["Setting (ours)"]))
+    assert shown["torch-top1-2016"] == "top1, tanh output, batch 50, SessionId order"
+    assert shown["torch-xe-2016"] == "cross-entropy, softmax output, batch 50, SessionId order"
+    assert shown["torch-bpr-2016"] == "bpr, tanh output, batch 32, time order"
+    assert shown["iknn"] == "–"
+    epochs = dict(zip(t.data["run"], t.display["Epochs"]))
+    assert epochs["torch-top1-2016"] == "3" and epochs["bprmf"] == "10" and epochs["iknn"] == "–"
+    d = t.data.set_index("run")
+    assert d.loc["torch-top1-2016", "differs_from_published"] == "n_epochs 3 (published 10)"
+    assert d.loc["torch-bpr-2016", "differs_from_published"] == "none"  # Table 3 states no epochs for BPR
+    assert d.loc["bprmf", "differs_from_published"] == "learning_rate 0.1 (published 0.01)"
+    assert "dropout 0/0.5, lr 0.01" in d.loc["torch-top1-2016", "setting"]
+    notes = " ".join(t.notes)
+    assert "GRU4Rec runs: the 2016 settings" not in notes  # no blanket setting any more
+    assert "torch-top1-2016: top1, tanh output, 100 units, one-hot input, batch 50" in notes
+    # without study.epochs every run trains its own n_epochs
+    t10 = tables.build_table("iclr2016", results, config_with_params(epochs=None), "tiny")
+    assert t10.data.set_index("run").loc["torch-top1-2016", "differs_from_published"] == "none"
+
+
+def test_authors_current_prints_epochs_and_every_parameter_off_the_published_setting(results):
+    t = tables.build_table("authors_current", results, config_with_params(), "tiny")
+    d = t.data.set_index("run")
+    assert d.loc["torch-bprmax", "differs_from_published"] == (
+        "n_epochs 3 (published 10), learning_rate 0.05 (published 0.2)")
+    assert d.loc["torch-xe-best", "differs_from_published"] == "n_epochs 3 (published 10)"
+    assert list(t.display["Epochs"]) == ["3", "3", "3"]
+    notes = " ".join(t.notes)
+    assert "trained as published" not in notes
+    assert "torch-bprmax: n_epochs 3 (published 10), learning_rate 0.05 (published 0.2)" in notes
+    ok = tables.build_table("authors_current", results, config_with_params(epochs=None), "tiny")
+    assert ok.data.set_index("run").loc["torch-xe-best", "differs_from_published"] == "none"
+
+
+def test_losses_notes_say_the_rows_mix_two_settings(results):
+    t = tables.build_table("losses", results, config_with_params(), "tiny")
+    note = [n for n in t.notes if n.startswith("The rows mix two settings")]
+    assert len(note) == 1
+    assert "torch-xe (cross-entropy) and torch-bprmax (BPR-max) differ in" in note[0]
+    assert "learning_rate 0.2 vs 0.05" in note[0] and "dropout_p_hidden 0.4 vs 0.0" in note[0]
+    assert "torch-top1: torch-bprmax's setting with the loss swapped." in note[0]
+    assert "Keras: keras-xe (cross-entropy) and keras-bprmax (BPR-max) differ in" in note[0]
+
+
+def test_protocols_and_claims_print_the_epochs(results):
+    t = tables.build_table("protocols", results, config_with_params(), "tiny")
+    epochs = dict(zip(t.data["run"], t.display["Epochs"]))
+    assert epochs["torch-xe"] == "3" and epochs["pop"] == "–" and epochs["bprmf"] == "10"
+    claims = " ".join(tables.build_table("claims", results, config_with_params(), "tiny").notes)
+    assert "torch-top1max vs torch-top1: epochs 3 vs 3; differ in loss top1-max vs top1" in claims
 
 
 # ----------------------------------------------------------------------- writing
