@@ -21,8 +21,11 @@ The tables and the runs they read (a row whose run is not configured is left out
 * ``frameworks``: every setting X with both torch-X and keras-X;
 * ``keras_port``: keras-port, keras-port-as-published, keras-port-flaw-*;
 * ``protocols``: every configured run;
-* ``claims``: iknn and the 2016 GRU4Rec runs; torch-{top1max,top1,bprmax,bpr,xe-uniform};
-  the dwell runs with torch-top1-2016 / torch-bprmax.
+* ``claims``: iknn (under both 2016 tie rules) and the 2016 GRU4Rec runs;
+  torch-{top1max,top1,bprmax,bpr,xe-uniform}; the dwell runs with torch-top1-2016 / torch-bprmax.
+
+Every table with published numbers prints each run's epochs and, in its notes, every published
+parameter the run sets otherwise (its resolved parameters, :meth:`Study.resolved`).
 
 Table order: :data:`ORDER` first, then any other discovered table
 alphabetically. Two modules defining the same table name is an error naming
