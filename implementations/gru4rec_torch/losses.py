@@ -8,6 +8,11 @@ by the batch. ``R`` is taken after the final activation. Each function returns
 the loss of every row, shape ``(B,)``; the training step sums the rows and
 divides by the NOMINAL batch size (SPEC.md section 4), also when the batch has
 shrunk at the end of an epoch.
+
+The closed-form gradients (``*_grad``, :func:`loss_and_grad`) also take a
+leading seed dimension, ``(S, B, M)`` (seeds trained together, seeds.py): every
+reduction runs over the last dimension and every diagonal over the last two, so
+each seed's slice is computed by the same kernels, in the same order, as alone.
 """
 from __future__ import annotations
 
@@ -33,7 +38,7 @@ def final_activation(R: torch.Tensor, name: str, elu_param: float = 1.0) -> torc
 
 def target_scores(R: torch.Tensor) -> torch.Tensor:
     """r_i: each row's score of its own target, as a column ``(B, 1)``."""
-    return torch.diagonal(R).unsqueeze(1)
+    return torch.diagonal(R, 0, -2, -1).unsqueeze(-1)
 
 
 def softmax_negatives(R: torch.Tensor) -> torch.Tensor:
@@ -111,12 +116,17 @@ def activation_grad(raw: torch.Tensor, act: torch.Tensor, name: str, elu_param: 
 _EYES: dict = {}
 
 
+def _diag(R: torch.Tensor) -> torch.Tensor:
+    """The diagonal of ``R``'s last two dimensions (a view: writes go to ``R``)."""
+    return torch.diagonal(R, 0, -2, -1)
+
+
 def _eye(R: torch.Tensor) -> torch.Tensor:
     """The diagonal mask of ``R``'s shape (kept: a batch has a handful of shapes)."""
-    key = (R.shape[0], R.shape[1], R.device)
+    key = (R.shape[-2], R.shape[-1], R.device)
     eye = _EYES.get(key)
     if eye is None:
-        eye = _EYES[key] = torch.eye(R.shape[0], R.shape[1], dtype=torch.bool, device=R.device)
+        eye = _EYES[key] = torch.eye(R.shape[-2], R.shape[-1], dtype=torch.bool, device=R.device)
     return eye
 
 
@@ -127,12 +137,12 @@ def cross_entropy_grad(R: torch.Tensor, logq_shift: torch.Tensor | None, scale: 
     p_ii underflows): d/dR_ij [-log(p_ii + 1e-24)] = c_i (p_ij - [i == j]).
     """
     Z = R if logq_shift is None else R - logq_shift
-    P = torch.softmax(Z, dim=1)
-    p_ii = torch.diagonal(P)
+    P = torch.softmax(Z, dim=-1)
+    p_ii = _diag(P)
     rows = -torch.log(p_ii + 1e-24)
     c = p_ii / (p_ii + 1e-24) * scale
-    dR = P.mul_(c.unsqueeze(1))
-    torch.diagonal(dR).sub_(c)
+    dR = P.mul_(c.unsqueeze(-1))
+    _diag(dR).sub_(c)
     return rows, dR
 
 
@@ -144,21 +154,21 @@ def bpr_max_grad(R: torch.Tensor, bpreg: float, scale: float):
     dL/dr_j = s_j [(A - a_j^2) / (A + e) + bpreg (r_j^2 + 2 r_j - Q)]
     and dL/dr_i = -(A - sum_j s_j a_j^2) / (A + e).
     """
-    s = torch.softmax(R.masked_fill(_eye(R), float("-inf")), dim=1)
+    s = torch.softmax(R.masked_fill(_eye(R), float("-inf")), dim=-1)
     a = torch.sigmoid(target_scores(R) - R)
-    A = torch.linalg.vecdot(s, a).unsqueeze(1)
+    A = torch.linalg.vecdot(s, a).unsqueeze(-1)
     R2 = R * R
-    Q = torch.linalg.vecdot(s, R2).unsqueeze(1)
-    rows = (-torch.log(A + 1e-24) + bpreg * Q).squeeze(1)
+    Q = torch.linalg.vecdot(s, R2).unsqueeze(-1)
+    rows = (-torch.log(A + 1e-24) + bpreg * Q).squeeze(-1)
     inv = scale / (A + 1e-24)
     a.mul_(a)  # a^2
-    diag = (torch.linalg.vecdot(s, a).unsqueeze(1) - A) * inv
+    diag = (torch.linalg.vecdot(s, a).unsqueeze(-1) - A) * inv
     # s [A inv - bpreg Q - inv a^2 + bpreg (r^2 + 2 r)], every term times scale
     dR = torch.addcmul(A * inv - (bpreg * scale) * Q, a, inv, value=-1.0)
     if bpreg != 0:
         dR.add_(torch.add(R2, R, alpha=2.0), alpha=bpreg * scale)
     dR.mul_(s)
-    torch.diagonal(dR).copy_(diag.squeeze(1))
+    _diag(dR).copy_(diag.squeeze(-1))
     return rows, dR
 
 
@@ -170,14 +180,14 @@ def top1_grad(R: torch.Tensor, scale: float):
     own column is constant in the first sum (a_i = sigmoid(0)) and its b_i
     term cancels, so dL/dr_i = -sum_{j != i} a_j (1 - a_j) / N.
     """
-    n = R.shape[1]
+    n = R.shape[-1]
     a = torch.sigmoid(R - target_scores(R))
     b = torch.sigmoid(R * R)
-    rows = (a.sum(dim=1) + b.sum(dim=1)) / n - torch.diagonal(b) / n
+    rows = (a.sum(dim=-1) + b.sum(dim=-1)) / n - _diag(b) / n
     da = a.mul_(1.0 - a)  # a (1 - a); 1/4 on the diagonal
-    diag = (da.sum(dim=1) - torch.diagonal(da)) * (-scale / n)
+    diag = (da.sum(dim=-1) - _diag(da)) * (-scale / n)
     dR = torch.addcmul(da, b.mul_(1.0 - b), R, value=2.0).mul_(scale / n)
-    torch.diagonal(dR).copy_(diag)
+    _diag(dR).copy_(diag)
     return rows, dR
 
 
@@ -185,11 +195,11 @@ def bpr_grad(R: torch.Tensor, scale: float):
     """:func:`bpr` and ``scale`` times its gradient, in closed form: for
     j != i dL/dr_j = sigmoid(r_j - r_i), and dL/dr_i = -sum_{j != i} sigmoid(r_j - r_i)."""
     Z = R - target_scores(R)
-    rows = -F.logsigmoid(-Z).sum(dim=1)
+    rows = -F.logsigmoid(-Z).sum(dim=-1)
     dR = torch.sigmoid(Z)
-    diag = (dR.sum(dim=1) - torch.diagonal(dR)) * -scale
+    diag = (dR.sum(dim=-1) - _diag(dR)) * -scale
     dR.mul_(scale)
-    torch.diagonal(dR).copy_(diag)
+    _diag(dR).copy_(diag)
     return rows, dR
 
 
@@ -201,16 +211,16 @@ def top1_max_grad(R: torch.Tensor, scale: float):
     dL/dr_j = s_j [u_j - L + a_j (1 - a_j) + 2 r_j b_j (1 - b_j)], and
     dL/dr_i = -sum_j s_j a_j (1 - a_j).
     """
-    s = torch.softmax(R.masked_fill(_eye(R), float("-inf")), dim=1)
+    s = torch.softmax(R.masked_fill(_eye(R), float("-inf")), dim=-1)
     a = torch.sigmoid(R - target_scores(R))
     b = torch.sigmoid(R * R)
     u = a + b
     rows = torch.linalg.vecdot(s, u)
     da = a.mul_(1.0 - a)
     diag = torch.linalg.vecdot(s, da) * -scale
-    dR = torch.addcmul(u.sub_(rows.unsqueeze(1)).add_(da), b.mul_(1.0 - b), R, value=2.0)
+    dR = torch.addcmul(u.sub_(rows.unsqueeze(-1)).add_(da), b.mul_(1.0 - b), R, value=2.0)
     dR.mul_(s).mul_(scale)
-    torch.diagonal(dR).copy_(diag)
+    _diag(dR).copy_(diag)
     return rows, dR
 
 

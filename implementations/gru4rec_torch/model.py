@@ -61,6 +61,33 @@ def _item_parameter(shape, generator=None) -> nn.Parameter:
     return nn.Parameter(t, requires_grad=False)
 
 
+#: PyTorch's CPU ``bmm`` multiplies a product smaller than this (contraction x
+#: rows x columns) with its own loop, which rounds differently from ``mm``; such
+#: products are made seed by seed (:func:`mm`), so that seeds trained together
+#: round exactly as seeds trained alone (tests/test_gru4rec_torch.py checks both sides
+#: of the threshold, so a PyTorch that moves it fails a test).
+SMALL_BMM = 400
+
+
+def mm(a: torch.Tensor, b: torch.Tensor, bias: torch.Tensor | None = None) -> torch.Tensor:
+    """``a @ b (+ bias)``: ``torch.mm``/``addmm`` on matrices; on a leading seed
+    dimension ``(S, m, k) @ (S, k, n)``, ``bmm``/``baddbmm`` (seed by seed on the
+    CPU for small products, see :data:`SMALL_BMM`). ``bias``: one row per seed
+    ``(S, n)`` (broadcast over rows) or a full ``(S, m, n)``; for matrices as addmm takes it."""
+    if a.dim() == 2:
+        return torch.mm(a, b) if bias is None else torch.addmm(bias, a, b)
+    if a.device.type == "cpu" and a.shape[1] * a.shape[2] * b.shape[2] < SMALL_BMM:
+        return torch.stack([mm(a[s], b[s], None if bias is None else bias[s]) for s in range(a.shape[0])])
+    if bias is None:
+        return torch.bmm(a, b)
+    return torch.baddbmm(bias.unsqueeze(1) if bias.dim() == 2 else bias, a, b)
+
+
+def _row(b: torch.Tensor) -> torch.Tensor:
+    """A bias ``(n,)`` or per seed ``(S, n)``, shaped to add to rows ``(B, n)`` / ``(S, B, n)``."""
+    return b if b.dim() == 1 else b.unsqueeze(1)
+
+
 class OneHotGRULayer(nn.Module):
     """First GRU layer on one-hot input, in the original GRU form.
 
@@ -87,29 +114,40 @@ class OneHotGRULayer(nn.Module):
         n = torch.tanh(torch.addmm(v_n, r * h, self.Wh))
         return torch.lerp(h, n, z)  # (1 - z) * h + z * n
 
+    def weights(self) -> tuple:
+        """The dense weights in the order :meth:`forward_train` takes them (and the gradients come)."""
+        return self.Wrz, self.Wh, self.b
+
     @torch.no_grad()
-    def forward_train(self, wx_rows: torch.Tensor, h: torch.Tensor):
-        """:meth:`forward` without autograd, keeping what :meth:`backward` needs."""
-        v_n, v_rz = (wx_rows + self.b).split([self.hidden, 2 * self.hidden], dim=1)
-        rz = torch.sigmoid(torch.addmm(v_rz, h, self.Wrz))
-        r, z = rz.chunk(2, dim=1)
+    def forward_train(self, wx_rows: torch.Tensor, h: torch.Tensor, w: tuple | None = None):
+        """:meth:`forward` without autograd, keeping what :meth:`backward` needs.
+        ``w``: the weights (default :meth:`weights`); with a leading seed
+        dimension on ``w``, ``wx_rows`` and ``h``, every seed at once."""
+        Wrz, Wh, b = self.weights() if w is None else w
+        v_n, v_rz = (wx_rows + _row(b)).split([self.hidden, 2 * self.hidden], dim=-1)
+        rz = torch.sigmoid(mm(h, Wrz, v_rz))
+        r, z = rz.chunk(2, dim=-1)
         rh = r * h
-        n = torch.tanh(torch.addmm(v_n, rh, self.Wh))
-        return torch.lerp(h, n, z), (h, rz, rh, n)
+        n = torch.tanh(mm(rh, Wh, v_n))
+        return torch.lerp(h, n, z), (h, rz, rh, n, Wh)
 
     @torch.no_grad()
     def backward(self, ctx, d_out: torch.Tensor):
         """Gradients of the input rows and of (Wrz, Wh, b) from the output's gradient ``d_out``."""
-        h, rz, rh, n = ctx
-        r, z = rz.chunk(2, dim=1)
+        h, rz, rh, n, Wh = ctx
+        H = self.hidden
+        r, z = rz.chunk(2, dim=-1)
         d_n = (d_out * z).mul_(1.0 - n * n)  # through tanh
-        d_v = torch.empty(h.shape[0], 3 * self.hidden, dtype=h.dtype, device=h.device)
-        d_v[:, :self.hidden] = d_n
-        d_rz = d_v[:, self.hidden:]
-        torch.mm(d_n, self.Wh.t(), out=d_rz[:, :self.hidden]).mul_(h)  # d r
-        torch.mul(d_out, n - h, out=d_rz[:, self.hidden:])  # d z
+        d_v = torch.empty(h.shape[:-1] + (3 * H,), dtype=h.dtype, device=h.device)
+        d_v[..., :H] = d_n
+        d_rz = d_v[..., H:]
+        if h.dim() == 2:
+            torch.mm(d_n, Wh.t(), out=d_rz[:, :H]).mul_(h)  # d r
+        else:
+            d_rz[..., :H] = mm(d_n, Wh.mT).mul_(h)
+        torch.mul(d_out, n - h, out=d_rz[..., H:])  # d z
         d_rz.mul_(rz * (1.0 - rz))  # through the sigmoid
-        return d_v, [h.t() @ d_rz, rh.t() @ d_n, d_v.sum(0)]
+        return d_v, [mm(h.mT, d_rz), mm(rh.mT, d_n), d_v.sum(-2)]
 
 
 class GRULayer(nn.Module):
@@ -125,36 +163,43 @@ class GRULayer(nn.Module):
     def forward(self, x: torch.Tensor, h: torch.Tensor) -> torch.Tensor:
         return torch.gru_cell(x, h, self.W_ih, self.W_hh, self.b_ih, self.b_hh)
 
+    def weights(self) -> tuple:
+        """The dense weights in the order :meth:`forward_train` takes them (and the gradients come)."""
+        return self.W_ih, self.W_hh, self.b_ih, self.b_hh
+
     @torch.no_grad()
-    def forward_train(self, x: torch.Tensor, h: torch.Tensor):
+    def forward_train(self, x: torch.Tensor, h: torch.Tensor, w: tuple | None = None):
         """:meth:`forward` (as torch.gru_cell computes it) without autograd,
         keeping what :meth:`backward` needs. Gates r, z, n in that order:
         [r, z] = sigmoid(x W_i + b_i + h W_h + b_h) over the first two blocks,
-        n = tanh(x W_in + b_in + r * (h W_hn + b_hn)), h' = n + z * (h - n)."""
-        H = h.shape[1]
-        gi = torch.addmm(self.b_ih, x, self.W_ih.t())
-        gh = torch.addmm(self.b_hh, h, self.W_hh.t())
-        rz = torch.sigmoid(gi[:, :2 * H].add_(gh[:, :2 * H]))
-        gh_n = gh[:, 2 * H:]
-        n = torch.tanh(torch.addcmul(gi[:, 2 * H:], rz[:, :H], gh_n))
-        return torch.addcmul(n, h - n, rz[:, H:]), (x, h, rz, gh_n, n)
+        n = tanh(x W_in + b_in + r * (h W_hn + b_hn)), h' = n + z * (h - n).
+        ``w``: the weights (default :meth:`weights`); with a leading seed
+        dimension on ``w``, ``x`` and ``h``, every seed at once."""
+        W_ih, W_hh, b_ih, b_hh = self.weights() if w is None else w
+        H = h.shape[-1]
+        gi = mm(x, W_ih.mT, b_ih)
+        gh = mm(h, W_hh.mT, b_hh)
+        rz = torch.sigmoid(gi[..., :2 * H].add_(gh[..., :2 * H]))
+        gh_n = gh[..., 2 * H:]
+        n = torch.tanh(torch.addcmul(gi[..., 2 * H:], rz[..., :H], gh_n))
+        return torch.addcmul(n, h - n, rz[..., H:]), (x, h, rz, gh_n, n, W_ih)
 
     @torch.no_grad()
     def backward(self, ctx, d_out: torch.Tensor):
         """Gradients of the input and of (W_ih, W_hh, b_ih, b_hh) from the output's gradient ``d_out``."""
-        x, h, rz, gh_n, n = ctx
-        H = h.shape[1]
-        d_gi = torch.empty(h.shape[0], 3 * H, dtype=h.dtype, device=h.device)
+        x, h, rz, gh_n, n, W_ih = ctx
+        H = h.shape[-1]
+        d_gi = torch.empty(h.shape[:-1] + (3 * H,), dtype=h.dtype, device=h.device)
         d_gh = torch.empty_like(d_gi)
-        d_n = d_gi[:, 2 * H:]
-        torch.mul(d_out, 1.0 - rz[:, H:], out=d_n).mul_(1.0 - n * n)  # through tanh
-        torch.mul(d_n, rz[:, :H], out=d_gh[:, 2 * H:])
-        d_rz = d_gi[:, :2 * H]
-        torch.mul(d_n, gh_n, out=d_rz[:, :H])  # d r
-        torch.mul(d_out, h - n, out=d_rz[:, H:])  # d z
+        d_n = d_gi[..., 2 * H:]
+        torch.mul(d_out, 1.0 - rz[..., H:], out=d_n).mul_(1.0 - n * n)  # through tanh
+        torch.mul(d_n, rz[..., :H], out=d_gh[..., 2 * H:])
+        d_rz = d_gi[..., :2 * H]
+        torch.mul(d_n, gh_n, out=d_rz[..., :H])  # d r
+        torch.mul(d_out, h - n, out=d_rz[..., H:])  # d z
         d_rz.mul_(rz * (1.0 - rz))  # through the sigmoid
-        d_gh[:, :2 * H] = d_rz
-        return d_gi @ self.W_ih, [d_gi.t() @ x, d_gh.t() @ h, d_gi.sum(0), d_gh.sum(0)]
+        d_gh[..., :2 * H] = d_rz
+        return mm(d_gi, W_ih), [mm(d_gi.mT, x), mm(d_gh.mT, h), d_gi.sum(-2), d_gh.sum(-2)]
 
 
 class GRU4RecNet(nn.Module):
@@ -198,12 +243,121 @@ class GRU4RecNet(nn.Module):
 
     def hidden_step(self, x, H):
         """Feed ``x`` (input-layer rows) through the GRU stack from states
-        ``H``, without dropout (scoring; training: GRU4Rec._gru_train)."""
+        ``H``, without dropout (scoring; training: :func:`gru_train`)."""
         new_H = []
         for layer, h in zip(self.gru, H):
             x = layer(x, h)
             new_H.append(x)
         return x, new_H
+
+
+M32 = 0xFFFFFFFF
+#: xorshift-multiply rounds of :func:`mix32`; every multiplier is odd (a bijection
+#: of 32-bit values) and below 2^31, so no product of a 32-bit value leaves int64
+_MIX_ROUNDS = ((16, 0x7FEB352D), (15, 0x2C1B3C6D), (13, 0x297A2D39))
+#: number of each dropout site in the mask hash (elements of site k are k * 2^24 + i)
+SITE_SHIFT = 24
+
+
+def mix32(x):
+    """A bijective hash of 32-bit values (Python ints, or int64 tensors holding them).
+
+    Integer arithmetic only, so a Python int, a CPU tensor and a CUDA tensor
+    give the same bits: the dropout masks (:func:`dropout_mask`) are a pure
+    function of (key, step, site, element), whether a step runs eagerly or as
+    a CUDA graph's replay, alone or with other seeds.
+    """
+    if isinstance(x, int):
+        for shift, mult in _MIX_ROUNDS:
+            x ^= x >> shift
+            x = (x * mult) & M32
+        return x ^ (x >> 16)
+    for shift, mult in _MIX_ROUNDS:
+        x = x.bitwise_xor(x >> shift).mul_(mult).bitwise_and_(M32)
+    return x.bitwise_xor_(x >> 16)
+
+
+def step_key(key: int, step: int) -> int:
+    """The dropout key of training step ``step`` of the stream ``key`` (counter-based: no state but the count)."""
+    return mix32(key ^ mix32(step & M32))
+
+
+_ELEMENTS: dict = {}
+
+
+def dropout_mask(shape: tuple, site: int, dkey, p: float) -> torch.Tensor:
+    """The scaled dropout mask (0 or 1 / (1 - p), float32) of site number
+    ``site`` for a tensor of ``shape`` (B, d), or (S, B, d) with one key per seed.
+
+    ``dkey``: the step's key (:func:`step_key`), a Python int, a 0-d int64
+    tensor or, with a seed dimension, an (S,) int64 tensor. Element ``i`` of
+    the site is kept when the top 24 bits of ``mix32((site << 24 + i) ^ dkey)``
+    fall below ``(1 - p) * 2^24``: a counter-based draw, the same on every
+    device and in a CUDA graph (where a generator's state would be captured).
+    """
+    n = shape[-2] * shape[-1]
+    if n >= 1 << SITE_SHIFT:
+        raise ValueError(f"dropout site of {n} elements: more than the mask hash numbers ({1 << SITE_SHIFT})")
+    device = dkey.device if isinstance(dkey, torch.Tensor) else torch.device("cpu")
+    key = (site, n, device)
+    elems = _ELEMENTS.get(key)
+    if elems is None:
+        elems = _ELEMENTS[key] = torch.arange(n, dtype=torch.int64, device=device) + (site << SITE_SHIFT)
+    k = dkey.unsqueeze(-1) if isinstance(dkey, torch.Tensor) and dkey.dim() == 1 else dkey
+    u = mix32(elems.bitwise_xor(k))
+    keep = u.bitwise_right_shift_(8).lt_(int(round((1.0 - p) * (1 << SITE_SHIFT))))
+    return keep.view(shape).to(torch.float32).mul_(1.0 / (1.0 - p))
+
+
+def site_number(site: str) -> int:
+    """``embed`` -> 0, ``hidden{i}`` -> i + 1."""
+    return 0 if site == "embed" else 1 + int(site[len("hidden"):])
+
+
+@torch.no_grad()
+def gru_train(layers, weights, x: torch.Tensor, H: list, mask_of):
+    """The GRU stack of a training step without autograd (GRU4RecNet.hidden_step
+    with dropout): ``weights`` per layer (None: the layer's own), ``mask_of(x,
+    site)`` the dropout mask or None. Returns the output, the new states and
+    what :func:`gru_backward` needs. Works with a leading seed dimension too."""
+    embed_mask = None if isinstance(layers[0], OneHotGRULayer) else mask_of(x, "embed")
+    if embed_mask is not None:
+        x = x * embed_mask
+    new_H, tape = [], []
+    for i, (layer, w, h) in enumerate(zip(layers, weights, H)):
+        x, ctx = layer.forward_train(x, h, w)
+        mask = mask_of(x, f"hidden{i}")
+        if mask is not None:
+            x = x * mask
+        new_H.append(x)
+        tape.append((ctx, mask))
+    return x, new_H, (embed_mask, tape)
+
+
+@torch.no_grad()
+def gru_backward(layers, saved, d_out: torch.Tensor):
+    """Gradients of the dense weights (layer by layer, each in its ``weights()``
+    order) and of the input rows, from the gradient of the GRU stack's output."""
+    embed_mask, tape = saved
+    grads = []
+    for layer, (ctx, mask) in zip(reversed(layers), reversed(tape)):
+        if mask is not None:
+            d_out = d_out * mask
+        d_out, g = layer.backward(ctx, d_out)
+        grads = g + grads
+    if embed_mask is not None:
+        d_out = d_out * embed_mask
+    return grads, d_out
+
+
+def one_hot_sum(pos: torch.Tensor, src: torch.Tensor, n: int) -> torch.Tensor:
+    """``out[..., k] = sum of src[..., j] over the j with pos[j] == k`` (``n``
+    columns), as a product with a 0/1 matrix: a fixed order of summation on
+    every device (``index_add_`` on a GPU adds repeated positions in no fixed
+    order). ``pos``: (J,) or, with a seed dimension, (S, J)."""
+    cols = torch.arange(n, device=pos.device)
+    P = (pos.unsqueeze(-1) == cols).to(src.dtype)
+    return mm(src, P)
 
 
 def _as_index(idx, device) -> torch.Tensor:
@@ -219,7 +373,8 @@ class GRU4Rec:
     ``None`` means uniform. ``device``: where the tensors live.
     """
 
-    def __init__(self, n_items: int, params: dict, seed: int, support=None, device="cpu"):
+    def __init__(self, n_items: int, params: dict, seed: int, support=None, device="cpu",
+                 deterministic: bool | None = None):
         self.params = p = resolve_params(params)
         self.n_items = int(n_items)
         self.seed = int(seed)
@@ -233,7 +388,12 @@ class GRU4Rec:
         init_seed, dropout_seed, sample_seed = np.random.SeedSequence(self.seed).generate_state(3)
         init_gen = torch.Generator().manual_seed(int(init_seed))
         self.net = GRU4RecNet(self.n_items, p, init_gen).to(self.device)
-        self.dropout_gen = torch.Generator(device=self.device).manual_seed(int(dropout_seed))
+        #: dropout masks are counter-based (:func:`dropout_mask`): the stream's key and the steps taken
+        self.dropout_key = int(dropout_seed) & M32
+        self.dropout_step = 0
+        #: sums over repeated rows in a fixed order (:func:`one_hot_sum`) instead of
+        #: ``index_add_``; None: when on a GPU with ``torch.use_deterministic_algorithms``
+        self.deterministic = deterministic
         self.sample_rng = np.random.default_rng(int(sample_seed))
         self.store = (SampleStore(support, p["sample_alpha"], p["n_sample"], p["sample_store_size"],
                                   self.sample_rng, self.device) if p["n_sample"] > 0 else None)
@@ -243,6 +403,7 @@ class GRU4Rec:
         #: dropout probability of each site; ``dropout_mask_fn(site, shape)``, when
         #: set, supplies the (already scaled) masks instead (GRU4REC_API.md)
         self.dropout_p = dropout_rates(p)
+        self.has_dropout = any(v > 0 for v in self.dropout_p.values())
         self.dropout_mask_fn = None
         self.optimizer = SparseAdagradMomentum({**self.item_params, **self.dense_params},
                                                p["learning_rate"], p["momentum"], dense=tuple(self.dense_params))
@@ -271,49 +432,32 @@ class GRU4Rec:
         self.H = [h.index_select(0, idx) for h in self.H]
 
     # -------------------------------------------------------------- training
-    def _dropout_mask(self, x: torch.Tensor, site: str) -> torch.Tensor | None:
-        """The scaled dropout mask (0 or 1 / (1 - p)) of ``site`` for ``x``; None where p is 0."""
-        p = self.dropout_p[site]
-        if p == 0.0:
-            return None
-        if self.dropout_mask_fn is not None:  # test hook (GRU4REC_API.md): the mask comes from outside
-            mask = np.asarray(self.dropout_mask_fn(site, tuple(x.shape)), dtype=np.float32)
-            return torch.from_numpy(mask).to(self.device)
-        return torch.empty_like(x).bernoulli_(1.0 - p, generator=self.dropout_gen).div_(1.0 - p)
+    def next_dropout_key(self):
+        """The dropout key of the next training step (a Python int; None without
+        dropout); advances the step count (:func:`step_key`)."""
+        step = self.dropout_step
+        self.dropout_step += 1
+        return step_key(self.dropout_key, step) if self.has_dropout else None
 
-    @torch.no_grad()
-    def _gru_train(self, x: torch.Tensor):
-        """The GRU stack of a training step (GRU4RecNet.hidden_step with dropout)
-        without autograd; returns the output, the new states and what
-        :meth:`_gru_backward` needs."""
-        net = self.net
-        embed_mask = None if net.one_hot else self._dropout_mask(x, "embed")
-        if embed_mask is not None:
-            x = x * embed_mask
-        new_H, tape = [], []
-        for i, (layer, h) in enumerate(zip(net.gru, self.H)):
-            x, ctx = layer.forward_train(x, h)
-            mask = self._dropout_mask(x, f"hidden{i}")
-            if mask is not None:
-                x = x * mask
-            new_H.append(x)
-            tape.append((ctx, mask))
-        return x, new_H, (embed_mask, tape)
+    def _mask_of(self, dkey):
+        """``mask_of(x, site)`` of :func:`gru_train` for the step whose key is ``dkey``."""
+        def mask_of(x: torch.Tensor, site: str) -> torch.Tensor | None:
+            p = self.dropout_p[site]
+            if p == 0.0:
+                return None
+            if self.dropout_mask_fn is not None:  # test hook (GRU4REC_API.md): the mask comes from outside
+                mask = np.asarray(self.dropout_mask_fn(site, tuple(x.shape)), dtype=np.float32)
+                return torch.from_numpy(mask).to(self.device)
+            if isinstance(dkey, int) and self.device.type != "cpu":
+                return dropout_mask(tuple(x.shape), site_number(site), torch.tensor(dkey, device=self.device), p)
+            return dropout_mask(tuple(x.shape), site_number(site), dkey, p)
+        return mask_of
 
-    @torch.no_grad()
-    def _gru_backward(self, saved, d_out: torch.Tensor):
-        """Gradients of the dense parameters (in ``dense_params`` order) and of
-        the input rows, from the gradient of the GRU stack's output."""
-        embed_mask, tape = saved
-        grads = []
-        for layer, (ctx, mask) in zip(reversed(self.net.gru), reversed(tape)):
-            if mask is not None:
-                d_out = d_out * mask
-            d_out, g = layer.backward(ctx, d_out)
-            grads = g + grads
-        if embed_mask is not None:
-            d_out = d_out * embed_mask
-        return grads, d_out
+    def fixed_order(self) -> bool:
+        """Whether repeated rows are summed in a fixed order (see ``deterministic``)."""
+        if self.deterministic is not None:
+            return self.deterministic
+        return self.device.type != "cpu" and torch.are_deterministic_algorithms_enabled()
 
     def _first_entries(self, idx: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """For each entry of ``idx``, the position ``pos`` of one entry chosen
@@ -329,7 +473,8 @@ class GRU4Rec:
         pos = self._slot.index_select(0, idx)
         return pos, pos == ar
 
-    def _step(self, in_idx: torch.Tensor, out_idx: torch.Tensor, neg_idx: torch.Tensor | None) -> torch.Tensor:
+    def _step(self, in_idx: torch.Tensor, out_idx: torch.Tensor, neg_idx: torch.Tensor | None,
+              dkey=None) -> torch.Tensor:
         """One training step on index tensors (on the device); returns the SUM
         of the per-row losses (a 0-d tensor: nothing here waits for the device).
 
@@ -340,7 +485,7 @@ class GRU4Rec:
         backward pass (each layer's ``backward``, through the dropout masks).
         The gradients of a row used by several entries are summed onto one
         representative entry (_first_entries), which alone updates that row
-        (optim.step_entries).
+        (optim.step_entries). ``dkey``: the step's dropout key (:meth:`next_dropout_key`).
         """
         p, net, opt = self.params, self.net, self.optimizer
         B = in_idx.shape[0]
@@ -349,7 +494,7 @@ class GRU4Rec:
         by = net.By.index_select(0, y)
         x = self.item_params[self._input_name].index_select(0, in_idx)
 
-        hd, new_H, saved = self._gru_train(x)
+        hd, new_H, saved = gru_train(net.gru, [None] * len(net.gru), x, self.H, self._mask_of(dkey))
         shift = None
         if self._logq_shift is not None:  # logq * log q of each column: targets, then extra samples
             target_shift, sample_shift = self._logq_shift
@@ -362,7 +507,7 @@ class GRU4Rec:
         rows_loss, dR = losses.loss_and_grad(p["loss"], R, p["final_act"], p["elu_param"], p["bpreg"], shift,
                                              1.0 / p["batch_size"])
         dh = dR @ wy
-        grads, g_x = self._gru_backward(saved, dh)
+        grads, g_x = gru_backward(net.gru, saved, dh)
         opt.step_dense_all(grads)
 
         # the output rows (and, constrained, the input rows: the same matrix);
@@ -372,10 +517,17 @@ class GRU4Rec:
         off = B if net.constrained else 0
         pos, first = self._first_entries(idx)
         y_pos = pos[off:]
-        dR_rows = torch.zeros(B, idx.shape[0], device=self.device).index_add_(1, y_pos, dR)
+        fixed = self.fixed_order()
+        if fixed:
+            dR_rows = one_hot_sum(y_pos, dR, idx.shape[0])
+        else:
+            dR_rows = torch.zeros(B, idx.shape[0], device=self.device).index_add_(1, y_pos, dR)
         g = dR_rows.t() @ hd
         if net.constrained:
-            g.index_add_(0, pos[:B], g_x)
+            if fixed:
+                g += one_hot_sum(pos[:B], g_x.t(), idx.shape[0]).t()
+            else:
+                g.index_add_(0, pos[:B], g_x)
         gb = dR_rows.sum(0)
         # By has a gradient only on rows of y (input-only rows keep their bias and its momentum)
         b_mask = (torch.zeros(idx.shape[0], dtype=torch.bool, device=self.device).index_fill_(0, y_pos, True)
@@ -384,7 +536,10 @@ class GRU4Rec:
         opt.step_entries("By", idx, gb, b_mask)
         if not net.constrained:
             pos, first = self._first_entries(in_idx)
-            g = torch.zeros_like(x).index_add_(0, pos, g_x)
+            if fixed:
+                g = one_hot_sum(pos, g_x.t(), B).t().contiguous()
+            else:
+                g = torch.zeros_like(x).index_add_(0, pos, g_x)
             opt.step_entries(self._input_name, in_idx, g, first)
         self.H = new_H
         return rows_loss.sum()
@@ -392,7 +547,8 @@ class GRU4Rec:
     def train_step(self, in_idx, out_idx, neg_idx=None) -> float:
         """One mini-batch; returns the loss (summed over lanes / nominal batch size)."""
         neg = None if neg_idx is None or len(neg_idx) == 0 else _as_index(neg_idx, self.device)
-        loss_sum = self._step(_as_index(in_idx, self.device), _as_index(out_idx, self.device), neg)
+        loss_sum = self._step(_as_index(in_idx, self.device), _as_index(out_idx, self.device), neg,
+                              self.next_dropout_key())
         return float(loss_sum) / self.params["batch_size"]
 
     def next_negatives(self) -> torch.Tensor | None:
@@ -499,14 +655,14 @@ class GRU4Rec:
     def state_dict(self) -> dict:
         """Everything a checkpoint needs to continue training exactly."""
         return {"net": self.net.state_dict(), "optimizer": self.optimizer.state_dict(),
-                "dropout_gen": self.dropout_gen.get_state(),
+                "dropout_step": self.dropout_step,
                 "sample_rng": self.sample_rng.bit_generator.state,
                 "store": None if self.store is None else self.store.state_dict()}
 
     def load_state_dict(self, state: dict) -> None:
         self.net.load_state_dict(state["net"])
         self.optimizer.load_state_dict(state["optimizer"])
-        self.dropout_gen.set_state(state["dropout_gen"])
+        self.dropout_step = int(state["dropout_step"])
         self.sample_rng.bit_generator.state = state["sample_rng"]
         if self.store is not None:
             self.store.load_state_dict(state["store"])

@@ -59,7 +59,7 @@ class EagerSteps:
             m.reset_lanes(step.reset)
         in_idx = torch.from_numpy(step.in_idx).to(dev, non_blocking=True)
         out_idx = torch.from_numpy(step.out_idx).to(dev, non_blocking=True)
-        self.loss_sum += m._step(in_idx, out_idx, negatives)
+        self.loss_sum += m._step(in_idx, out_idx, negatives, m.next_dropout_key())
 
     def finish(self) -> None:
         """Leave ``model.H`` holding the state after the last step."""
@@ -72,11 +72,12 @@ class GraphedSteps(EagerSteps):
         super().__init__(model, loss_sum)
         self.lanes = model.H[0].shape[0]
         dev = model.device
-        # one buffer for the step's host inputs: input items, targets, 1 where the lane resets
-        self._host = np.zeros(3 * self.lanes, dtype=np.int64)
-        self._inputs = torch.zeros(3 * self.lanes, dtype=torch.int64, device=dev)
-        n_sample = model.params["n_sample"]
-        self._negatives = torch.zeros(n_sample, dtype=torch.int64, device=dev) if n_sample > 0 else None
+        # one buffer for the step's host inputs: input items, targets, 1 where the lane
+        # resets, and the dropout key of each seed (model.next_dropout_key, dropout_mask)
+        self._keys = getattr(model, "n_seeds", 1) if model.has_dropout else 0
+        self._host = np.zeros(3 * self.lanes + self._keys, dtype=np.int64)
+        self._inputs = torch.zeros(3 * self.lanes + self._keys, dtype=torch.int64, device=dev)
+        self._negatives = None  # made at the first step, shaped as the model's negatives
         self._H = None  # the graph's hidden-state buffers (made at the capture, read by every replay)
         self._in_graph = False  # whether the current state is in _H (graph) or model.H (eager)
         self.graph = None
@@ -88,9 +89,12 @@ class GraphedSteps(EagerSteps):
         """The captured step: reads the fixed input buffers and ``_H``, writes ``_H`` and the loss sum."""
         m, B = self.model, self.lanes
         in_idx, out_idx = self._inputs[:B], self._inputs[B:2 * B]
-        reset = (self._inputs[2 * B:] != 0).unsqueeze(1)
+        reset = (self._inputs[2 * B:3 * B] != 0).unsqueeze(1)  # (B, 1): broadcasts over a seed dimension too
+        dkey = None
+        if self._keys:
+            dkey = self._inputs[3 * B:] if getattr(m, "n_seeds", None) is not None else self._inputs[3 * B]
         m.H = [h.masked_fill(reset, 0.0) for h in self._H]
-        self.loss_sum += m._step(in_idx, out_idx, self._negatives)
+        self.loss_sum += m._step(in_idx, out_idx, self._negatives, dkey)
         for dst, src in zip(self._H, m.H):
             dst.copy_(src)
 
@@ -98,7 +102,9 @@ class GraphedSteps(EagerSteps):
         B = self.lanes
         self._host[:B] = step.in_idx
         self._host[B:2 * B] = step.out_idx
-        self._host[2 * B:] = 0 if step.reset is None else step.reset
+        self._host[2 * B:3 * B] = 0 if step.reset is None else step.reset
+        if self._keys:
+            self._host[3 * B:] = self.model.next_dropout_key()
         # pageable memory: the call returns once the buffer is staged, so it can be refilled
         self._inputs.copy_(torch.from_numpy(self._host), non_blocking=True)
         if negatives is not None:
@@ -116,9 +122,7 @@ class GraphedSteps(EagerSteps):
 
     def _capture(self) -> None:
         """Record :meth:`_body` as ``self.graph`` (nothing runs until its ``replay``)."""
-        m = self.model
         graph = torch.cuda.CUDAGraph()
-        graph.register_generator_state(m.dropout_gen)
         with torch.cuda.graph(graph):
             self._body()
         self.graph = graph
@@ -133,6 +137,8 @@ class GraphedSteps(EagerSteps):
                 self.eager_steps += 1
                 return self._warmup(step, negatives)
             self._H = [h.clone() for h in m.H]
+            if negatives is not None:  # the graph reads this buffer: made before the capture
+                self._negatives = torch.empty_like(negatives)
             try:
                 self._capture()
             except Exception as err:  # no graph: every step eager from here (said once in the log)
