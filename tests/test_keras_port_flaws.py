@@ -1,5 +1,9 @@
 """The tutorial port's flaw switches: each changes exactly the behaviour it names.
 
+This process runs the tests on its Keras backend (``KERAS_BACKEND``, default
+tensorflow); :func:`test_on_other_backend` runs this file again in a fresh
+process for each other backend (a process has one).
+
 Hand-made sessions, two lanes (items as ItemIds 1..8, served in this order):
 A = [1,2,3], B = [4,5,6,7,8], C = [1,2,3,4], D = [3,4,5].
 Windows: (A,B) 2 steps; C takes lane 0 -> (C,B) 2 steps; D takes lane 1 ->
@@ -8,15 +12,19 @@ Windows: (A,B) 2 steps; C takes lane 0 -> (C,B) 2 steps; D takes lane 1 ->
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-tf = pytest.importorskip("tensorflow")
+keras = pytest.importorskip("keras")
 
 from implementations.gru4rec_keras.data import SessionData  # noqa: E402
+from implementations.gru4rec_keras import port as port_module  # noqa: E402
 from implementations.gru4rec_keras.port import KerasPort  # noqa: E402
 
 SESSIONS = {1: [1, 2, 3], 2: [4, 5, 6, 7, 8], 3: [1, 2, 3, 4], 4: [3, 4, 5]}
@@ -169,7 +177,7 @@ def test_carry_state_enters_evaluation(tmp_path):
     target = 1  # item 2
     assert ranks.higher.iloc[0] == int((logits > logits[target] + 1e-6).sum())
     port.p["flaw_carry_state"] = False
-    np.testing.assert_array_equal(port.initial_state(1).numpy(), 0)
+    np.testing.assert_array_equal(port.initial_state(1), 0)
 
 
 def test_extra_output_unit_is_ranked_against(tmp_path):
@@ -179,7 +187,7 @@ def test_extra_output_unit_is_ranked_against(tmp_path):
     assert port.dense.kernel.shape == (3, 9) and port.gru.kernel.shape == (9, 9)
     port.item_ids = ITEMS
     port.fit(DATA, tmp_path, progress=False)
-    bias = port.dense.bias.numpy()[:8]
+    bias = port.get_weights()["dense.bias"][:8]
     # the phantom unit made the bottom score, then the top one (+-20 on small logits: the
     # others' softmax stays > 0): on top it outranks every target, one more item above each
     port.dense.bias.assign(np.r_[bias, -20.0].astype(np.float32))
@@ -193,9 +201,9 @@ def test_extra_output_unit_is_ranked_against(tmp_path):
 
 def test_published_dropout_value_is_a_parameter():
     port = KerasPort(8, {"hidden": 3, "dropout": 0.25}, seed=0)
-    x = tf.ones((400, 50))
-    y = port.dropout(x, training=True).numpy()
-    assert port.dropout.p == 0.25
+    x = np.ones((400, 50), np.float32)
+    y = keras.ops.convert_to_numpy(port.dropout(x, training=True))
+    assert port.dropout.rate == 0.25
     assert abs((y == 0).mean() - 0.25) < 0.02  # 20,000 draws: sd of the share 0.003
     np.testing.assert_allclose(y[y != 0], 1 / 0.75, rtol=1e-6)
 
@@ -220,3 +228,82 @@ def test_float32_time_reorders_tied_events_as_the_old_merge_did():
     flawed = SessionData.from_frame(got, items, time_sort=False)
     assert (items[flawed.items] == [3, 4, 3, 5, 4]).all()
     assert KerasPort(3, {"flaw_float32_time": True}, seed=0).p["flaw_float32_time"] is True
+
+
+# ----- Keras 3 on every backend -----------------------------------------------------------
+def test_padded_batches_train_as_the_unpadded_ones(tmp_path, monkeypatch):
+    """Lanes padded to batch_size (JAX's compiled step) weigh nothing: same losses, same weights."""
+    backend = keras.backend.backend()
+    runs = {}
+    for pad in (False, True):
+        monkeypatch.setitem(port_module.PAD_BATCHES, backend, pad)
+        port = KerasPort(8, {"hidden": 3, "batch_size": 3, "n_epochs": 2, "dropout": 0.0}, seed=0)
+        port.item_ids = ITEMS
+        records = port.fit(DATA, tmp_path / str(pad), progress=False, trace=True)
+        assert min(len(s["event"]) for s in port.trace) < 3  # the batch shrinks: padding at work
+        runs[pad] = [r["loss"] for r in records], port.get_weights()
+    np.testing.assert_allclose(runs[True][0], runs[False][0], rtol=1e-5)
+    for name, w in runs[False][1].items():
+        np.testing.assert_allclose(runs[True][1][name], w, rtol=1e-4, atol=1e-6, err_msg=name)
+
+
+def test_resumed_training_continues_exactly(tmp_path, monkeypatch):
+    """A checkpoint after epoch 1 (weights, Adam's slots, the dropout's seed) resumes as if
+    never stopped."""
+    params = {"hidden": 3, "batch_size": 2, "n_epochs": 2, "dropout": 0.5}
+    whole = KerasPort(8, params, seed=0)
+    whole.item_ids = ITEMS
+    whole.fit(DATA, tmp_path / "whole", progress=False)
+    first = KerasPort(8, params, seed=0)
+    first.item_ids = ITEMS
+    original = first.run_epoch
+
+    def stop_at_2(data, epoch, progress=False):
+        if epoch == 2:
+            raise KeyboardInterrupt
+        return original(data, epoch, progress)
+
+    monkeypatch.setattr(first, "run_epoch", stop_at_2)
+    with pytest.raises(KeyboardInterrupt):
+        first.fit(DATA, tmp_path / "resumed", progress=False)
+    resumed = KerasPort(8, params, seed=0)
+    resumed.item_ids = ITEMS
+    records = resumed.fit(DATA, tmp_path / "resumed", progress=False)
+    assert resumed.epochs_trained == 1 and [r["epoch"] for r in records] == [1, 2]
+    for name, w in whole.get_weights().items():
+        np.testing.assert_allclose(resumed.get_weights()[name], w, rtol=1e-6, err_msg=name)
+
+
+def test_backend_parameter_must_be_the_running_one():
+    running = keras.backend.backend()
+    assert KerasPort(3, {"backend": running}, seed=0).p["backend"] == running
+    assert KerasPort(3, {}, seed=0).p["backend"] == running
+    other = next(b for b in port_module.BACKENDS if b != running)
+    with pytest.raises(ValueError, match=f"backend '{other}' asked for, but Keras runs on '{running}'"):
+        KerasPort(3, {"backend": other}, seed=0)
+    with pytest.raises(ValueError, match="backend must be one of"):
+        KerasPort(3, {"backend": "theano"}, seed=0)
+
+
+def test_port_code_is_backend_agnostic():
+    text = Path(port_module.__file__).read_text()
+    assert "import tensorflow" not in text and "tf." not in text
+
+
+ROOT = Path(__file__).resolve().parents[1]
+#: set in the processes :func:`test_on_other_backend` starts (they do not start more)
+CHILD = "GRU4REC_KERAS_PORT_BACKEND_CHILD"
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("backend", port_module.BACKENDS)
+def test_on_other_backend(backend):
+    """Every other test of this file, in a fresh process on ``backend``."""
+    if os.environ.get(CHILD) or backend == keras.backend.backend():
+        pytest.skip("this process's backend runs the tests itself")
+    pytest.importorskip({"tensorflow": "tensorflow", "jax": "jax", "torch": "torch"}[backend])
+    env = {**os.environ, "KERAS_BACKEND": backend, CHILD: "1"}
+    out = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", __file__,
+                          "-k", "not test_on_other_backend"], cwd=ROOT, env=env, capture_output=True, text=True)
+    assert out.returncode == 0, f"{backend}:\n{out.stdout[-4000:]}\n{out.stderr[-2000:]}"
+    assert " passed" in out.stdout and "failed" not in out.stdout

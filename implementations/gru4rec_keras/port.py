@@ -54,7 +54,22 @@ at commit 1721877), each a switch:
   :func:`float32_time_order` reproduces that order.
 
 The dropout, 0.25 in the code against 0.5 in the slides, is the ``dropout``
-parameter (default 0.5, as the slides; ``dropout: 0.25`` as published).
+parameter (default 0.5, as the slides; ``dropout: 0.25`` as published). It is
+Keras' own ``Dropout`` layer, as in the port.
+
+Backend-agnostic Keras 3 (``keras.ops`` and Keras layers only): the same code
+trains on TensorFlow, JAX and PyTorch, whichever ``KERAS_BACKEND`` the process
+started Keras with (``backend:`` of a run, set by the runner). A training step
+is ``Model.train_on_batch`` (Keras' compiled step on each backend: a
+TensorFlow graph function, a JAX jit, eager PyTorch). The hidden state lives
+in a non-trainable variable of ``batch_size`` rows that the step reads and
+writes, so that it passes through the compiled step on every backend; a step
+gathers its lanes from it (``src``: the lane each row came from, the lanes
+kept when the batch shrinks). On JAX, whose step is compiled anew for every
+input shape, batches smaller than ``batch_size`` (the end of an epoch) are
+padded to ``batch_size`` with lanes of sample weight 0 (``PAD_BATCHES``); the
+loss is the mean over the real lanes (``mean_with_sample_weight``), the
+port's batch mean. Evaluation runs eagerly (no dropout).
 """
 from __future__ import annotations
 
@@ -67,13 +82,12 @@ from pathlib import Path
 import keras
 import numpy as np
 import pandas as pd
-import tensorflow as tf
+from keras import ops
 from tqdm.auto import tqdm
 
 from gru4rec_repro.atomic import atomic_path
 
 from .data import SessionData, session_parallel
-from .layers import Dropout, OneHotLibraryGRU
 from .model import evaluate_sessions
 from .train import log_epoch, read_log
 
@@ -82,6 +96,7 @@ log = logging.getLogger(__name__)
 FLAWS = ("flaw_reset_every_step", "flaw_reset_late", "flaw_no_eval_reset", "flaw_epochs_minus_one",
          "flaw_drop_tail", "flaw_session_id_order", "flaw_carry_state", "flaw_extra_output_unit",
          "flaw_float32_time")
+BACKENDS = ("tensorflow", "jax", "torch")
 DEFAULTS: dict = {
     "hidden": 100,
     "dropout": 0.5,
@@ -89,9 +104,20 @@ DEFAULTS: dict = {
     "batch_size": 512,
     "n_epochs": 10,
     "eval_batch_size": 512,
+    # the Keras backend the run asks for (the runner sets KERAS_BACKEND from it); None = the
+    # process's backend
+    "backend": None,
     **{flaw: False for flaw in FLAWS},
 }
 CHECKPOINT = "checkpoint.npz"
+#: bumped when the checkpoint's layout changes (2: Keras 3 backend-agnostic port)
+CHECKPOINT_FORMAT = 2
+#: XLA for the training step, per backend
+JIT_COMPILE = {"tensorflow": False, "jax": True, "torch": False}
+#: backends whose compiled step is traced anew for every batch size: their smaller batches
+#: are padded to ``batch_size`` (a TensorFlow graph function generalises the batch dimension
+#: after a retrace; eager PyTorch has nothing to trace)
+PAD_BATCHES = {"tensorflow": False, "jax": True, "torch": False}
 
 
 def float32_time_order(train: pd.DataFrame) -> pd.DataFrame:
@@ -116,7 +142,85 @@ def parse_params(params: dict | None) -> dict:
     p["dropout"], p["learning_rate"] = float(p["dropout"]), float(p["learning_rate"])
     for flaw in FLAWS:
         p[flaw] = bool(p[flaw])
+    running = keras.backend.backend()
+    if p["backend"] is not None and p["backend"] != running:
+        if p["backend"] not in BACKENDS:
+            raise ValueError(f"Keras port: backend must be one of {BACKENDS}, not {p['backend']!r}")
+        raise ValueError(f"Keras port: backend {p['backend']!r} asked for, but Keras runs on {running!r} "
+                         "in this process (KERAS_BACKEND must be set before keras is imported)")
+    p["backend"] = running
     return p
+
+
+
+
+class OneHotLibraryGRU(keras.layers.Layer):
+    """Keras' own GRU (``reset_after=True``, the cuDNN form) on one-hot item input.
+
+    The tutorial's port fed ``to_categorical`` vectors to a ``CuDNNGRU``; a
+    one-hot row times ``kernel`` is a row of ``kernel``, so the row is gathered.
+    Weights in Keras' layout: ``kernel`` (n_items, 3H) and
+    ``recurrent_kernel`` (H, 3H) with gate blocks (update z, reset r, new n),
+    ``bias`` (2, 3H) = (input bias, recurrent bias); Keras' default initializers.
+    h' = z * h + (1 - z) * n, n = tanh(x W_n + b_n + r * (h U_n + c_n)).
+    """
+
+    def __init__(self, n_items: int, units: int, seed: int, **kwargs):
+        super().__init__(**kwargs)
+        self.units = units
+        self.kernel = self.add_weight(shape=(n_items, 3 * units), name="kernel",
+                                      initializer=keras.initializers.GlorotUniform(seed=seed))
+        self.recurrent_kernel = self.add_weight(shape=(units, 3 * units), name="recurrent_kernel",
+                                                initializer=keras.initializers.Orthogonal(seed=seed + 1))
+        self.bias = self.add_weight(shape=(2, 3 * units), initializer="zeros", name="bias")
+        self.built = True
+
+    def call(self, idx, h):
+        H = self.units
+        x = ops.take(self.kernel, idx, axis=0) + self.bias[0]
+        u = ops.matmul(h, self.recurrent_kernel) + self.bias[1]
+        z = ops.sigmoid(x[:, :H] + u[:, :H])
+        r = ops.sigmoid(x[:, H:2 * H] + u[:, H:2 * H])
+        n = ops.tanh(x[:, 2 * H:] + r * u[:, 2 * H:])
+        return z * h + (1.0 - z) * n
+
+
+class PortNet(keras.Model):
+    """GRU -> Dropout -> Dense(softmax), one session-parallel step per call.
+
+    Inputs ``(src, in_idx, reset_before, reset_after)``: row i's state is the
+    stored state of lane ``src[i]``, zeroed where ``reset_before``; the new
+    state (zeroed where ``reset_after``) is written back to the first rows of
+    ``lane_state``. Returns the softmax over the units.
+    """
+
+    def __init__(self, n_units: int, hidden: int, dropout: float, lanes: int, seed: int, **kwargs):
+        super().__init__(**kwargs)
+        self.gru = OneHotLibraryGRU(n_units, hidden, seed=seed, name="GRU")
+        self.dropout = keras.layers.Dropout(dropout, seed=seed + 3, name="dropout")
+        self.dense = keras.layers.Dense(n_units, activation="softmax", name="dense",
+                                        kernel_initializer=keras.initializers.GlorotUniform(seed=seed + 2))
+        self.dense.build((None, hidden))
+        self.lane_state = self.add_weight(shape=(lanes, hidden), initializer="zeros", trainable=False,
+                                          name="lane_state")
+
+    def step_state(self, src, reset_before):
+        """The state each row starts the step from."""
+        H = ops.take(self.lane_state.value, src, axis=0)
+        return ops.where(reset_before[:, None], ops.zeros_like(H), H)
+
+    def call(self, inputs, training=False):
+        src, in_idx, reset_before, reset_after = inputs
+        h = self.gru(in_idx, self.step_state(src, reset_before))
+        kept = ops.where(reset_after[:, None], ops.zeros_like(h), h)
+        self.lane_state.assign(ops.slice_update(self.lane_state.value, (0, 0), kept))
+        return self.dense(self.dropout(h, training=training))
+
+
+def _numpy(x) -> np.ndarray:
+    if isinstance(x, np.ndarray):
+        return x
+    return np.asarray(ops.convert_to_numpy(x.value if isinstance(x, keras.Variable) else x))
 
 
 class KerasPort:
@@ -126,55 +230,20 @@ class KerasPort:
         self.p = p = parse_params(params)
         self.n_items, self.seed = int(n_items), int(seed)
         self.item_ids = np.arange(self.n_items, dtype=np.int64)
-        self.generator = tf.random.Generator.from_seed(self.seed)
         #: units of the one-hot input and of the softmax (the public code had one more than items)
         self.n_units = self.n_items + (1 if p["flaw_extra_output_unit"] else 0)
-        self.gru = OneHotLibraryGRU(self.n_units, p["hidden"], seed=self.seed, name="GRU")
-        self.dropout = Dropout(p["dropout"], self.generator)
-        self.dense = keras.layers.Dense(self.n_units, activation="softmax", name="dense",
-                                        kernel_initializer=keras.initializers.GlorotUniform(seed=self.seed + 2))
-        self.dense.build((None, p["hidden"]))
-        self.variables = self.gru.trainable_weights + self.dense.trainable_weights
-        self.optimizer = keras.optimizers.Adam(learning_rate=p["learning_rate"])
-        self.optimizer.build(self.variables)
+        self.net = PortNet(self.n_units, p["hidden"], p["dropout"], p["batch_size"], self.seed, name="port")
+        self.gru, self.dropout, self.dense = self.net.gru, self.net.dropout, self.net.dense
+        # the port's input was a dense one-hot matrix: Adam updates every row of the kernel (on
+        # TensorFlow the gather's sparse gradient becomes dense in Adam's moment update)
+        self.net.compile(optimizer=keras.optimizers.Adam(learning_rate=p["learning_rate"]),
+                         loss=keras.losses.SparseCategoricalCrossentropy(reduction="mean_with_sample_weight"),
+                         jit_compile=JIT_COMPILE[p["backend"]])
+        self.net.optimizer.build(self.net.trainable_variables)
         self.trace: list[dict] | None = None
         self.epochs_trained = 0
         #: the state the last epoch ended with (kept for ``flaw_carry_state``)
         self.carried: np.ndarray | None = None
-        self._build_functions()
-
-    def _build_functions(self) -> None:
-        state = tf.TensorSpec((None, self.p["hidden"]), tf.float32)
-        idx = tf.TensorSpec((None,), tf.int32)
-        mask = tf.TensorSpec((None,), tf.bool)
-        tf_vars = [v.value for v in self.variables]
-
-        def zero(h, m):
-            return tf.where(m[:, None], tf.zeros_like(h), h)
-
-        @tf.function(input_signature=[state, idx, idx, mask, mask])
-        def train(H, in_idx, out_idx, reset_before, reset_after):
-            H = zero(H, reset_before)
-            with tf.GradientTape() as tape:
-                h = self.gru(in_idx, H)
-                probs = self.dense(self.dropout(h, training=True))
-                loss = tf.reduce_mean(keras.losses.sparse_categorical_crossentropy(out_idx, probs))
-            grads = tape.gradient(loss, tf_vars)
-            # the port's input was a dense one-hot matrix: Adam sees dense gradients
-            grads = [tf.convert_to_tensor(g) for g in grads]
-            self.optimizer.apply(grads, self.variables)
-            return loss, zero(h, reset_after)
-
-        @tf.function(input_signature=[(state,), idx, idx, mask])
-        def rank(H, in_idx, target_idx, reset_mask):
-            h = self.gru(in_idx, zero(H[0], reset_mask))
-            probs = self.dense(h)
-            target = tf.gather(probs, target_idx[:, None], batch_dims=1)
-            higher = tf.reduce_sum(tf.cast(probs > target, tf.int64), axis=1)
-            ties = tf.reduce_sum(tf.cast(probs == target, tf.int64), axis=1) - 1
-            return higher, ties, (h,)
-
-        self._train, self._rank_fn = train, rank
 
     def epochs(self) -> range:
         """The epochs the loop runs (the flaw: ``range(1, n_epochs)``)."""
@@ -196,7 +265,7 @@ class KerasPort:
         """Whether sessions are served by start time (False: SessionId order, the public code)."""
         return not self.p["flaw_session_id_order"]
 
-    def initial_state(self, lanes: int) -> tf.Tensor:
+    def initial_state(self, lanes: int) -> np.ndarray:
         """The state an epoch or the evaluation starts from: zero, or with
         ``flaw_carry_state`` the state the last epoch ended with (lanes beyond
         those it had start from zero; lanes beyond ``lanes`` are cut)."""
@@ -204,34 +273,45 @@ class KerasPort:
         if self.p["flaw_carry_state"] and self.carried is not None:
             k = min(lanes, len(self.carried))
             H[:k] = self.carried[:k]
-        return tf.constant(H)
+        return H
+
+    def _lane_state(self) -> np.ndarray:
+        return _numpy(self.net.lane_state)
 
     def run_epoch(self, data: SessionData, epoch: int, progress: bool = False) -> tuple[float, int, int]:
         """One epoch; returns (loss per training event, events, steps)."""
-        p = self.p
-        H = self.initial_state(min(p["batch_size"], data.n_sessions))
-        loss_sum = tf.zeros((), tf.float32)
+        p, most = self.p, self.p["batch_size"]
+        lanes = min(most, data.n_sessions)
+        start = np.zeros((most, p["hidden"]), np.float32)
+        start[:lanes] = self.initial_state(lanes)
+        self.net.lane_state.assign(start)
+        loss_sum = 0.0
         events = steps = 0
         bar = tqdm(total=data.n_events - data.n_sessions, desc=f"port epoch {epoch}", disable=not progress,
                    unit="ev", mininterval=1.0)
-        for step in session_parallel(data, p["batch_size"], min_lanes=1, drop_tail=p["flaw_drop_tail"]):
-            if step.keep is not None:
-                H = tf.gather(H, step.keep)
+        for step in session_parallel(data, most, min_lanes=1, drop_tail=p["flaw_drop_tail"]):
+            lanes = len(step.in_idx)
+            src = step.keep if step.keep is not None else np.arange(lanes)
             before, after = self.reset_masks(step)
-            H_in = H
-            loss, H = self._train(H, step.in_idx.astype(np.int32), step.out_idx.astype(np.int32), before, after)
-            loss_sum += loss * len(step.in_idx)  # the batch mean back to a sum over the lanes
+            pad = most - lanes if PAD_BATCHES[p["backend"]] else 0
+            x = (np.pad(src, (0, pad)).astype(np.int32), np.pad(step.in_idx, (0, pad)).astype(np.int32),
+                 np.pad(before, (0, pad)), np.pad(after, (0, pad)))
+            y = np.pad(step.out_idx, (0, pad)).astype(np.int32)
+            weight = np.pad(np.ones(lanes, np.float32), (0, pad))
+            state_in = self._lane_state()[src] if self.trace is not None else None
+            loss = self.net.train_on_batch(x, y, sample_weight=weight)
+            loss_sum += float(loss) * lanes  # the batch mean back to a sum over the lanes
             if self.trace is not None:
                 self.trace.append({"epoch": epoch, "event": step.event.copy(), "reset_before": before.copy(),
-                                   "reset_after": after.copy(), "state_before": H_in.numpy(),
-                                   "state_after": H.numpy()})
-            events += len(step.in_idx)
+                                   "reset_after": after.copy(), "state_before": state_in,
+                                   "state_after": self._lane_state()[:lanes]})
+            events += lanes
             steps += 1
             if steps % 200 == 0:
                 bar.update(events - bar.n)
         bar.close()
-        self.carried = H.numpy()
-        return float(loss_sum) / max(events, 1), events, steps
+        self.carried = self._lane_state()[:lanes]
+        return loss_sum / max(events, 1), events, steps
 
     def fit(self, data: SessionData, outdir: Path, threads: int = 1, device: str = "cpu",
             progress: bool = True, trace: bool = False) -> list[dict]:
@@ -252,6 +332,16 @@ class KerasPort:
             self._save_checkpoint(outdir / CHECKPOINT, epoch, key)
         return records
 
+    def _rank(self, H, in_idx, target_idx, reset_mask):
+        """(higher, ties, (h,)) of one evaluation step (no dropout)."""
+        H0 = _numpy(H[0])
+        h = self.gru(ops.convert_to_tensor(in_idx), ops.convert_to_tensor(np.where(reset_mask[:, None], 0.0, H0)))
+        probs = self.dense(h)
+        target = ops.take_along_axis(probs, ops.convert_to_tensor(target_idx[:, None]), axis=1)
+        higher = ops.sum(ops.cast(ops.greater(probs, target), "int64"), axis=1)
+        ties = ops.sum(ops.cast(ops.equal(probs, target), "int64"), axis=1) - 1
+        return higher, ties, (h,)
+
     def evaluate(self, test: pd.DataFrame, progress: bool = False) -> pd.DataFrame:
         """Rank record of ``test``. Every test event is scored (the public code's
         loader also dropped the tail sessions at evaluation; that is not followed,
@@ -265,39 +355,48 @@ class KerasPort:
             reset = "none"
         else:
             reset = "window" if self.p["flaw_reset_every_step"] else "step"
-        return evaluate_sessions(self._rank_fn, initial, data, self.p["eval_batch_size"],
+        return evaluate_sessions(self._rank, initial, data, self.p["eval_batch_size"],
                                  reset=reset, progress=progress)
 
     # ----- persistence -------------------------------------------------------------------------
+    def _named_weights(self) -> tuple:
+        return (("GRU.kernel", self.gru.kernel), ("GRU.recurrent_kernel", self.gru.recurrent_kernel),
+                ("GRU.bias", self.gru.bias), ("dense.kernel", self.dense.kernel), ("dense.bias", self.dense.bias))
+
     def get_weights(self) -> dict[str, np.ndarray]:
-        return {"GRU.kernel": self.gru.kernel.numpy(), "GRU.recurrent_kernel": self.gru.recurrent_kernel.numpy(),
-                "GRU.bias": self.gru.bias.numpy(), "dense.kernel": self.dense.kernel.numpy(),
-                "dense.bias": self.dense.bias.numpy()}
+        return {name: _numpy(var) for name, var in self._named_weights()}
 
     def set_weights(self, w: dict, where: str = "weights") -> None:
-        for name, var in (("GRU.kernel", self.gru.kernel), ("GRU.recurrent_kernel", self.gru.recurrent_kernel),
-                          ("GRU.bias", self.gru.bias), ("dense.kernel", self.dense.kernel),
-                          ("dense.bias", self.dense.bias)):
+        for name, var in self._named_weights():
             if name not in w or tuple(w[name].shape) != tuple(var.shape):
                 raise ValueError(f"{where}: {name} missing or not of shape {tuple(var.shape)}")
             var.assign(w[name])
 
     def save_weights(self, path) -> None:
         """Keras-layout weights of the port (not the GRU4Rec neutral format: another model)."""
-        meta = {"variant": "port", "hidden": self.p["hidden"], "units": self.n_units, "format": 1}
+        meta = {"variant": "port", "hidden": self.p["hidden"], "units": self.n_units, "format": 1,
+                "backend": self.p["backend"]}
         with atomic_path(path) as tmp, open(tmp, "wb") as f:
             np.savez(f, item_ids=self.item_ids, meta=np.array(json.dumps(meta)), **self.get_weights())
 
     def _fingerprint(self, data: SessionData) -> str:
-        h = hashlib.sha256(json.dumps({"params": self.p, "seed": self.seed}, sort_keys=True).encode())
+        h = hashlib.sha256(json.dumps({"params": self.p, "seed": self.seed, "format": CHECKPOINT_FORMAT},
+                                      sort_keys=True).encode())
         for a in (self.item_ids, data.items, data.offsets):
             h.update(a.tobytes())
         return h.hexdigest()
 
+    def _seed_state(self):
+        """The dropout's seed generator state (none when the rate is 0)."""
+        generator = getattr(self.dropout, "seed_generator", None)
+        return generator.state if generator is not None else None
+
     def _save_checkpoint(self, path: Path, epoch: int, key: str) -> None:
         arrays = {f"w.{k}": v for k, v in self.get_weights().items()}
-        arrays.update({f"opt.{i}": v.numpy() for i, v in enumerate(self.optimizer.variables)})
-        arrays["generator"] = self.generator.state.numpy()
+        arrays.update({f"opt.{i}": _numpy(v) for i, v in enumerate(self.net.optimizer.variables)})
+        # the dropout's seed generator (the lane state is set anew at each epoch's start)
+        if self._seed_state() is not None:
+            arrays["seed"] = _numpy(self._seed_state())
         if self.carried is not None:
             arrays["carried"] = self.carried
         arrays["info"] = np.array(json.dumps({"epoch": epoch, "key": key}))
@@ -317,9 +416,10 @@ class KerasPort:
         if info.get("key") != key:
             return 0
         self.set_weights({k[2:]: v for k, v in arrays.items() if k.startswith("w.")}, str(path))
-        for i, v in enumerate(self.optimizer.variables):
+        for i, v in enumerate(self.net.optimizer.variables):
             v.assign(arrays[f"opt.{i}"])
-        self.generator.reset(arrays["generator"])
+        if self._seed_state() is not None:
+            self._seed_state().assign(arrays["seed"])
         self.carried = arrays.get("carried")
         log.info("port: resuming after epoch %d from %s", info["epoch"], path)
         return int(info["epoch"])
