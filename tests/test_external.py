@@ -365,11 +365,62 @@ def test_recbole_trains_for_real_through_its_environment(tiny_split, env_cache, 
     # what RecBole cannot express is listed, with the run's value
     assert {"momentum", "dropout_p_hidden", "n_sample", "logq", "time_sort"} <= set(info["not_expressed"])
     assert "0.2" in info["not_expressed"]["momentum"]
+    # MAX_ITEM_LIST_LENGTH 50: the truncated test events counted on this split and printed
+    cut = info["history_truncation"]
+    assert cut["test_events"] == len(ranks) and cut["max_item_list_length"] == 50
+    assert f"truncates {cut['test_events_truncated']} of {cut['test_events']} test events" \
+        in info["not_expressed"]["history_length"]
+    assert "MAX_ITEM_LIST_LENGTH 50 truncates the history of" in (tmp_path / "seed1" / "adapter.log").read_text()
+    assert info["main_environment"] == external.main_environment()
     # trained: better than chance (a random ranking puts ~20/80 of the targets in the top 20)
     assert (ranks["higher"] + ranks["ties"] < 20).mean() > 0.4
     # the same seed gives the same rank record
     run_implementation("recbole", train, test, XE, 1, tmp_path / "again", threads=1, device="cpu")
     pd.testing.assert_frame_equal(ranks, pd.read_parquet(tmp_path / "again" / "ranks.parquet"))
+
+
+def load_adapter(name: str):
+    """An adapter module, loaded in the main environment (its library is imported only by main())."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(f"{name}_adapter", external.EXTERNAL_DIR / name / "adapter.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def test_recbole_counts_the_test_events_and_training_examples_max_item_list_length_cuts():
+    mod = load_adapter("recbole")
+    # session 1: 60 events, session 2: 3; test session 9: 60 events (items cycle over the 63 training items)
+    train = frame([(1, i, i) for i in range(60)] + [(2, 60 + i, 100 + i) for i in range(3)])
+    test = frame([(9, i % 63, 200 + i) for i in range(60)])
+    events = mod.ac.prediction_events(test, mod.ac.ItemIndex(train))
+    cut = mod.truncation(train, events)
+    # test: the event at position p has p + 1 items of history: > 50 for p = 50..58 (59 events in all)
+    assert cut == {"max_item_list_length": 50, "test_events": 59, "test_events_truncated": 9,
+                   "longest_test_history": 59, "training_examples": 61, "training_examples_truncated": 9,
+                   "longest_training_session": 60}
+    assert mod.truncation(train, events, max_len=58)["test_events_truncated"] == 1
+
+
+def test_torch_rechub_drops_only_a_last_batch_of_one():
+    mod = load_adapter("torch_rechub")
+    assert mod.last_batch_of_one(33, 32) and mod.last_batch_of_one(65, 32)
+    assert not mod.last_batch_of_one(64, 32) and not mod.last_batch_of_one(34, 32)
+    with pytest.raises(mod.ac.AdapterError, match="at least 2"):
+        mod.last_batch_of_one(1, 32)
+
+
+def test_adapters_list_what_their_library_does_differently_with_its_file_and_line():
+    """Issue 17, item 11: the translations name the behaviours that differ although translated."""
+    xe = resolve_params({"loss": "cross-entropy", "layers": [100], "batch_size": 32, "dropout_p_hidden": 0.4})
+    _, tr = load_adapter("cornac").translate(xe, "cpu")
+    assert "losses.py:74" in tr.info()["not_expressed"]["batch_size.loss_divisor"]
+    _, tr = load_adapter("torch_rechub").translate(xe, "cpu")
+    assert "basic/layers.py:282-285" in tr.info()["not_expressed"]["dropout_p_hidden.site"]
+    _, tr = load_adapter("recpack").translate(xe)
+    info = tr.info()["not_expressed"]
+    assert "eps 1e-10" in info["learning_rate.adagrad_eps"] and "gru4rec.py:812-816" in info["init"]
 
 
 def authors_checkout():
@@ -466,6 +517,8 @@ def test_audit_table_compares_with_ours_and_says_when_the_authors_code_is_missin
     assert r["verdict"] == "different"
     assert r["s_per_epoch_ratio"] == pytest.approx(3.0)
     assert r["not_expressed"] == "logq, momentum"
+    assert ("Not expressed by recbole 1.2.1 (recbole-xe, from its adapter_info.json): momentum: no momentum; "
+            "logq: no logQ.") in " ".join(table.notes)
     assert data.loc["mrr@20", "diff"] == pytest.approx(-0.2)  # rank 1 or beyond 20: MRR = recall
     notes = " ".join(table.notes)
     # no record of the workflow's (a table built by hand): it says what it knows, no run of the authors' code

@@ -160,9 +160,11 @@ def test_counts_are_in_range(name, adapter_runs, tiny):
 
 #: what each library cannot express of the tuned cross-entropy setting (read from its code, features.yaml)
 NOT_EXPRESSED = {
-    "cornac": {"sample_store_size", "time_sort"},
-    "recpack": {"n_sample", "sample_alpha", "logq", "constrained_embedding", "dropout_p_hidden"},
-    "torch_rechub": {"n_sample", "sample_alpha", "logq", "layers.depth", "dropout_p_embed", "time_sort"},
+    "cornac": {"sample_store_size", "time_sort", "batch_size.loss_divisor"},
+    "recpack": {"n_sample", "sample_alpha", "logq", "constrained_embedding", "dropout_p_hidden",
+                "learning_rate.adagrad_eps", "init"},
+    "torch_rechub": {"n_sample", "sample_alpha", "logq", "layers.depth", "dropout_p_embed", "time_sort",
+                     "dropout_p_hidden.site"},
 }
 
 
@@ -175,6 +177,8 @@ def test_adapter_info_names_the_library_times_the_epoch_and_lists_what_it_cannot
     assert info["seconds_total"] >= info["seconds_per_epoch"][0]
     assert set(info["not_expressed"]) == NOT_EXPRESSED[name]
     assert all("run's value" in why for why in info["not_expressed"].values())
+    # the main environment's torch and numpy (part of the environment's key)
+    assert info["main_environment"] == external.main_environment()
 
 
 @pytest.mark.parametrize("name", ["cornac", "recpack"])

@@ -253,6 +253,10 @@ def audit_table(st: Study) -> Table:
         version = info.get("version", "")
         if impl == AUTHORS and version:
             label += f" ({version})"
+        reasons = info.get("not_expressed") or {}
+        if reasons:
+            notes.append(f"Not expressed by {label} ({first}, from its adapter_info.json): "
+                         + "; ".join(f"{k}: {v}" for k, v in reasons.items()) + ".")
         feats = read_features(impl)
         items = "; ".join(f"{f}: {feats[f]['value']} ({feats[f]['where']})" for f in FEATURES)
         notes.append(f"Feature checklist of {label} (implementations/external/{impl}/features.yaml, "

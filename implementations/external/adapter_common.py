@@ -386,6 +386,16 @@ class Translation:
         self.not_expressed[key] = f"{why} (run's value: {json.dumps(value)})"
         self._seen.add(key)
 
+    def differs(self, label: str, why: str, value=_MISSING) -> None:
+        """Record what the library does differently although the parameters behind it are
+        translated (e.g. where a translated dropout applies, how a loss is normalised): listed
+        with what cannot be expressed, under ``label`` (``<parameter>.<aspect>``, or a name of
+        its own for a behaviour no parameter sets); ``value``: what GRU4Rec does, shown as the
+        run's value (default: the run's value of the parameter ``label`` starts with)."""
+        if value is _MISSING:
+            value = self.params.get(label.split(".", 1)[0])
+        self.not_expressed[label] = f"{why} (run's value: {json.dumps(value)})"
+
     def no_setting(self, key: str, why: str) -> None:
         """Record that parameter ``key``'s value needs no library setting, and why."""
         self.implicit[key] = f"{why} (run's value: {json.dumps(self.params.get(key))})"

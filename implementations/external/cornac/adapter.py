@@ -96,6 +96,11 @@ def translate(params: dict, device: str) -> tuple[dict, ac.Translation]:
     kw["learning_rate"] = tr.use("learning_rate")
     kw["momentum"] = tr.use("momentum")  # IndexedAdagradM: Adagrad with momentum, sparse rows
     kw["batch_size"] = tr.use("batch_size")
+    tr.differs("batch_size.loss_divisor",
+               "Cornac divides each step's summed loss by the CURRENT number of lanes (recom_gru4rec.py:267 "
+               "batch_size=len(in_iids); seq_utils/losses.py:74 cross-entropy and :87 BPR-max divide by "
+               "item_scores.size(0)), the authors' code by the nominal batch_size, so the shrinking last "
+               "steps of an epoch weigh more")
     kw["n_sample"] = tr.use("n_sample")
     kw["sample_alpha"] = tr.use("sample_alpha")
     tr.cannot("sample_store_size", "Cornac draws the extra negatives of every mini-batch with "

@@ -123,6 +123,28 @@ def translate(params: dict, seed: int, use_gpu: bool) -> tuple[dict, ac.Translat
     return cfg, tr
 
 
+def truncation(train, events: ac.PredictionEvents, max_len: int = MAX_ITEM_LIST_LENGTH) -> dict:
+    """How many examples MAX_ITEM_LIST_LENGTH cuts, on the data this run sees.
+
+    RecBole keeps the last ``max_len`` items of a history (data/dataset/sequential_dataset.py:109-110)
+    and the adapter cuts the test prefixes the same way; GRU4Rec's state carries the whole session.
+    A test event is truncated when its session so far (input included) is longer than ``max_len``;
+    a training example (every event of a session but the first, its history the events before it)
+    when its history is.
+    """
+    lengths = train.groupby("SessionId", sort=False).size().to_numpy(np.int64)
+    histories = events.lengths
+    return {
+        "max_item_list_length": int(max_len),
+        "test_events": int(len(events)),
+        "test_events_truncated": int((histories > max_len).sum()),
+        "longest_test_history": int(histories.max()) if len(events) else 0,
+        "training_examples": int((lengths - 1).sum()),
+        "training_examples_truncated": int(np.maximum(lengths - 1 - max_len, 0).sum()),
+        "longest_training_session": int(lengths.max()) if len(lengths) else 0,
+    }
+
+
 def write_atomic_file(train, folder: Path) -> None:
     """The training split as RecBole's atomic ``.inter`` file (ItemId and SessionId as tokens)."""
     folder.mkdir(parents=True, exist_ok=True)
@@ -163,6 +185,18 @@ def main(argv=None) -> None:
     work = args.out / "recbole"
     write_atomic_file(train, work / "data" / "split")
     cfg, tr = translate(args.params, args.seed, use_gpu=torch.cuda.is_available())
+    cut = truncation(train, events)
+    tr.differs("history_length",
+               f"RecBole keeps the last {cut['max_item_list_length']} items of a history (MAX_ITEM_LIST_LENGTH, "
+               "default of properties/dataset/sample.yaml:44; data/dataset/sequential_dataset.py:109-110), the "
+               "test prefixes cut the same way; on this split that truncates "
+               f"{cut['test_events_truncated']} of {cut['test_events']} test events (longest history "
+               f"{cut['longest_test_history']}) and {cut['training_examples_truncated']} of "
+               f"{cut['training_examples']} training examples (longest session {cut['longest_training_session']})",
+               value="the whole session")
+    print(f"recbole adapter: MAX_ITEM_LIST_LENGTH {cut['max_item_list_length']} truncates the history of "
+          f"{cut['test_events_truncated']} of {cut['test_events']} test events and of "
+          f"{cut['training_examples_truncated']} of {cut['training_examples']} training examples", flush=True)
     cfg.update(
         data_path=str(work / "data"), checkpoint_dir=str(work / "saved"),
         USER_ID_FIELD="session_id", ITEM_ID_FIELD="item_id", TIME_FIELD="timestamp",
@@ -214,6 +248,7 @@ def main(argv=None) -> None:
         train_loss=[float(v) for _, v in sorted(trainer.train_loss_dict.items())],
         train_loss_note="RecBole's epoch loss: the sum over the epoch's batches of the batch-mean loss",
         device=str(config["device"]),
+        history_truncation=cut,
         torch_anomaly_detection={
             "on_after_import": anomaly_on_import, "used": ANOMALY_DETECTION,
             "note": "recbole 1.2.1 model/sequential_recommender/sine.py:25 switches it on for the process; "

@@ -120,6 +120,14 @@ def translate(params: dict) -> tuple[dict, ac.Translation]:
 
     kw["optimization_algorithm"] = tr.also("optimization_algorithm", "adagrad")
     kw["learning_rate"] = tr.use("learning_rate")
+    tr.differs("learning_rate.adagrad_eps",
+               "RecPack builds optim.Adagrad(parameters, lr) with torch's defaults (algorithms/gru4rec.py:203): "
+               "eps 1e-10, where the authors' Adagrad adds 1e-6", value="eps 1e-6")
+    tr.differs("init",
+               "RecPack initialises every parameter, biases included, uniform in +-0.01 "
+               "(algorithms/gru4rec.py:812-816, init_weights), where the authors draw uniform "
+               "+-sqrt(6 / (fan_in + fan_out)) and start biases at 0",
+               value="uniform +-sqrt(6/(fan_in+fan_out)), biases 0")
     tr.absent("momentum", "RecPack's adagrad is torch.optim.Adagrad without momentum (gru4rec.py:202-203; "
               "momentum only with its sgd)", why_off="torch.optim.Adagrad has no momentum")
     kw["clipnorm"] = tr.also("clipnorm", None)  # RecPack clips at 1.0 by default; the authors never clip

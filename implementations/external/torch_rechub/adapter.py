@@ -114,6 +114,10 @@ def translate(params: dict, device: str) -> tuple[dict, ac.Translation]:
     tr.absent("dropout_p_embed", "no dropout on the history embeddings (only in the user MLP)",
               why_off="no embedding dropout")
     s["mlp_dropout"] = tr.use("dropout_p_hidden", "user_params.dropout")  # after the MLP on the GRU state
+    tr.differs("dropout_p_hidden.site",
+               "the rate is applied inside the user MLP, after its Linear, BatchNorm and ReLU "
+               "(basic/layers.py:282-285), not on the GRU's output: the nn.GRU has no dropout "
+               "(models/matching/gru4rec.py:40) and its final state goes straight into the MLP (lines 63-68)")
 
     s["optimizer"] = tr.also("optimizer_fn", "torch.optim.Adagrad")
     s["lr"] = tr.use("learning_rate", "optimizer_params.lr")
