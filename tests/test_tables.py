@@ -333,7 +333,7 @@ def test_frameworks_identical_runs_are_equivalent(built):
     assert xe["p"] == 1 and xe["p_adj"] == 1 and xe["welch_p"] == 1
     assert xe["verdict"] == "equivalent"
     # seconds per epoch: torch seeds 3 and 3, keras 6 and 9
-    assert xe["torch_s_per_epoch"] == 3 and xe["keras_s_per_epoch"] == 7.5
+    assert xe["s_per_epoch_a"] == 3 and xe["s_per_epoch_b"] == 7.5
     assert xe["s_per_epoch_ratio"] == 2.5
 
 

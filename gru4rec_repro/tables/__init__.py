@@ -18,7 +18,7 @@ The tables and the runs they read (a row whose run is not configured is left out
 * ``authors_current``: {torch,keras}-{xe-best,bprmax,bprmax-noemb,xe-noemb-2018};
 * ``dwell``: torch-top1-2016, torch-bprmax, torch-dwell{75,100}-{train,traintest},
   torch-bprmax-dwell{75,100}-{train,traintest};
-* ``frameworks``: every setting X with both torch-X and keras-X;
+* ``frameworks``: every setting X with torch-X and keras-X or keras-<backend>-X (every pair);
 * ``keras_port``: keras-port, keras-port-as-published, keras-port-flaw-*;
 * ``protocols``: every configured run;
 * ``claims``: iknn (under both 2016 tie rules) and the 2016 GRU4Rec runs;
