@@ -159,7 +159,7 @@ def test_plan_command_on_rsc15_with_8_gpus(tmp_path):
                          capture_output=True, text=True, cwd=REPO)
     assert out.returncode == 0, out.stderr
     text = out.stdout
-    assert "on 8 GPU(s) and 16 core(s)" in text and "GPU-hours" in text and "wall time" in text
+    assert "on 8 GPU(s) (1 job(s) per GPU) and 16 core(s)" in text and "GPU-hours" in text and "wall time" in text
     assert "events of rsc15: SPEC.md section 2" in text
     counts = {line.split()[0]: int(line.split()[1]) for line in text.splitlines()
               if line.startswith("  ") and len(line.split()) == 2 and line.split()[1].isdigit()}
@@ -175,6 +175,122 @@ def test_plan_command_on_rsc15_with_8_gpus(tmp_path):
     jobs = plan.study_jobs([REPO / "config" / "rsc15.yaml"])
     p = plan.make_plan(config, jobs, gpus=8, cores=16, results=tmp_path)
     xe = next(c for c in p.costs if c.job.wildcards.get("run") == "torch-xe")
-    # by hand: (31,637,239 x 10 / 90,000 = 3,515.249 s + 71,222 / 20,000 = 3.561 s) x 5 seeds = 17,594.0 s
-    assert xe.device == "gpu" and xe.seconds == pytest.approx(17_594.0, abs=0.1)
-    assert f"GPU-hours:  {p.gpu_hours:10,.1f}" in text
+    # by hand with the built-in H100 figure: (31,637,239 x 10 / 90,169 = 3,508.660 s + 71,222 / 20,000
+    # = 3.561 s) x 5 seeds = 17,561.1 s
+    assert xe.device == "gpu" and xe.seconds == pytest.approx(17_561.1, abs=0.1)
+    # the command also reads the committed benchmarks/logs/*-throughput.yaml
+    full = plan.make_plan(config, jobs, gpus=8, cores=16, results=tmp_path, committed=True)
+    assert f"GPU-hours:  {full.gpu_hours:10,.1f}" in text
+
+
+# ---------------------------------------------------------------- measured figures, gains, assumptions
+def _throughput_file(tmp_path, figures, log="benchmarks/logs/2026-11-28-h100-gpu_check-graph.log"):
+    import yaml
+
+    path = tmp_path / "tp.yaml"
+    path.write_text(yaml.safe_dump({"log": log, "command": "python benchmarks/gpu_check.py", "commit": "abc",
+                                    "gpu": "X", "figures": figures}))
+    return path
+
+
+def test_throughput_file_is_read_with_its_log_and_gains(tmp_path):
+    path = _throughput_file(tmp_path, {
+        "gru4rec_torch/xe/gpu": {"events_per_s": 100000, "seeds_together": {5: 4.0}, "jobs_per_gpu": {2: 1.5}},
+        "gru4rec_torch/onehot/gpu": 50000,                                          # a bare number: no log
+        "gru4rec_torch/ranking/gpu": {"events_per_s": 80000, "log": "benchmarks/logs/nope.log"}})
+    figs = plan.read_throughput(path)
+    xe = figs["gru4rec_torch/xe/gpu"]
+    assert xe.events_per_s == 100000 and xe.seeds_together == {5: 4.0} and xe.jobs_per_gpu == {2: 1.5}
+    assert xe.measured and xe.log.endswith("h100-gpu_check-graph.log")
+    assert not figs["gru4rec_torch/onehot/gpu"].measured                  # no log: an assumption
+    assert not figs["gru4rec_torch/ranking/gpu"].measured                 # a log not in the repository
+    assert "not in the repository" in figs["gru4rec_torch/ranking/gpu"].note
+
+
+@pytest.mark.parametrize("figures, message", [
+    ({"gru4rec_torch/xe": 1.0}, "gru4rec_torch/xe: a key is implementation/setting/device"),
+    ({"a/b/gpu": -3}, "a/b/gpu: events_per_s must be a positive number"),
+    ({"a/b/gpu": "fast"}, "a/b/gpu: give events/s"),
+    ({"a/b/gpu": {"events_per_s": 5, "seeds_together": {0: 2.0}}}, "a/b/gpu: seeds_together must map"),
+    ({"a/b/gpu": {"events_per_s": 5, "jobs_per_gpu": {2: 0}}}, "a/b/gpu: jobs_per_gpu must map"),
+])
+def test_bad_throughput_file_names_file_and_key(tmp_path, figures, message):
+    path = _throughput_file(tmp_path, figures)
+    with pytest.raises(ValueError, match=f"{path}.*{message}"):
+        plan.read_throughput(path)
+
+
+def test_seeds_together_and_jobs_per_gpu_gains_by_hand(tmp_path):
+    config = _study(tmp_path)  # dataset d: 1,000,000 training, 10,000 test events; torch-xe: 10 epochs
+    log = "benchmarks/logs/2026-11-28-h100-gpu_check-graph.log"
+    tp = {"gru4rec_torch/xe/gpu": plan.Figure(50_000.0, log, seeds_together={2: 1.6}, jobs_per_gpu={2: 1.25})}
+    job = _train("torch-xe", gpu=1)  # 2 seeds
+    alone = plan.make_plan(config, [job], gpus=1, cores=4, throughput=tp, results=tmp_path, jobs_per_gpu=1)
+    # 2 seeds together: 2 x 200 s / 1.6 = 250 s of training + 2 x 0.5 s of ranking = 251 s
+    assert alone.costs[0].seconds == pytest.approx(251.0) and alone.costs[0].wall == pytest.approx(251.0)
+    shared = plan.make_plan(config, [job, _train("torch-xe", gpu=1)], gpus=1, cores=4, throughput=tp,
+                            results=tmp_path, jobs_per_gpu=2)
+    # two jobs on the one GPU: each 251 / 1.25 = 200.8 GPU-seconds, in its slot 2 x 200.8 = 401.6 s
+    c = shared.costs[0]
+    assert c.seconds == pytest.approx(200.8) and c.wall == pytest.approx(401.6)
+    assert shared.gpu_hours == pytest.approx(2 * 200.8 / 3600)
+    assert shared.wall_hours == pytest.approx(401.6 / 3600)  # both at once on the GPU's two slots
+    # jobs_per_gpu comes from the config by default; a count without a measured gain is priced as none
+    config["study"]["jobs_per_gpu"] = 3
+    p3 = plan.make_plan(config, [job], gpus=1, cores=4, throughput=tp, results=tmp_path)
+    assert p3.jobs_per_gpu == 3 and p3.costs[0].seconds == pytest.approx(251.0)
+    assert p3.costs[0].wall == pytest.approx(3 * 251.0)
+    assert ("jobs-per-GPU gain at 3 jobs", "gru4rec_torch/xe/gpu") in p3.assumed_hours()
+
+
+def test_assumed_figures_are_listed_apart_with_their_hours(tmp_path):
+    config = _study(tmp_path)
+    log = "benchmarks/logs/2026-11-28-h100-gpu_check-graph.log"
+    tp = {"gru4rec_torch/xe/gpu": plan.Figure(50_000.0, log, seeds_together={2: 2.0}),
+          "gru4rec_torch/ranking/gpu": plan.Figure(25_000.0, None, "a guess"),
+          "gru4rec_torch/eval/gpu": plan.Figure(10_000.0, log)}
+    jobs = [_train("torch-xe", gpu=1), _train("torch-bprmax", gpu=1)]
+    p = plan.make_plan(config, jobs, gpus=1, cores=4, throughput=tp, results=tmp_path)
+    text = plan.format_plan(p, [])
+    measured, _, assumptions = text.partition("\nassumptions")
+    # the measured figure prices its job on a line naming its log; the guess is not on a training line
+    assert f"gru4rec_torch/xe/gpu: 1 job(s), {2 * (200 / 2 + 1) / 3600:,.1f} GPU-hours; 50,000 events/s" in measured
+    assert log in measured
+    training = measured.split("training jobs by measured throughput")[1].split("largest jobs")[0]
+    assert "ranking/gpu" not in training
+    # torch-bprmax: 2 seeds x 1e6 x 10 / 25,000 = 800 GPU-seconds of training priced by the guess,
+    # and its seeds-together gain at 2 seeds is not measured either
+    assert p.assumed_hours()[("training", "gru4rec_torch/ranking/gpu")][0] == pytest.approx(800 / 3600)
+    assert "gru4rec_torch/ranking/gpu: 25,000 events/s (a guess): 0.2 GPU-hours of training" in assumptions
+    assert "seeds-together gain at 2 seeds not measured" in assumptions
+    assert "(of which priced by assumed figures: 0.2)" in text
+
+
+def test_setting_classes_for_1000_units_and_dwell():
+    top1 = {"loss": "top1", "n_sample": 0, "final_act": "tanh"}
+    assert plan.setting_of("gru4rec_torch", {**top1, "layers": [1000]}) == "onehot-1000"
+    assert plan.setting_of("gru4rec_torch", top1, dwell=True) == "dwell"
+    assert plan.setting_of("gru4rec_torch", {"loss": "bpr-max"}, dwell=True) == "ranking"
+    assert plan.setting_of("iknn", {}) == "fit"
+    assert plan.throughput_key("gru4rec_keras", {"backend": "jax", "loss": "bpr-max"}, "gpu") == \
+        "gru4rec_keras-jax/ranking/gpu"
+    assert plan.throughput_key("gru4rec_keras", {"backend": "tensorflow"}, "cpu") == "gru4rec_keras/xe/cpu"
+
+
+def test_gpu_check_smoke_on_cpu_writes_the_file_the_plan_reads(tmp_path):
+    """benchmarks/gpu_check.py --device cpu --quick: every torch path, jobs at once, the baselines."""
+    out = subprocess.run([sys.executable, "benchmarks/gpu_check.py", "--device", "cpu", "--quick", "--out",
+                          str(tmp_path), "--name", "smoke", "--frameworks", "torch", "baselines",
+                          "--jobs", "2"], capture_output=True, text=True, cwd=REPO, timeout=600)
+    assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
+    log = (tmp_path / "smoke.log").read_text()
+    assert "FAILED" not in log and "SKIPPED" not in log, log[-3000:]
+    figs = plan.read_throughput(tmp_path / "smoke-throughput.yaml")
+    for key in ("gru4rec_torch/onehot/cpu", "gru4rec_torch/onehot-1000/cpu", "gru4rec_torch/xe/cpu",
+                "gru4rec_torch/dwell/cpu", "gru4rec_torch/eval/cpu", "bprmf/epoch/cpu", "iknn/fit/cpu",
+                "pop/eval/cpu"):
+        assert figs[key].events_per_s > 0, key
+        assert figs[key].log == "benchmarks/logs/smoke.log"
+    # seeds stepped one after another are no seeds-together measurement: no gain is written
+    assert "2 seeds sequential" in log and all(not f.seeds_together for f in figs.values())
+    assert "2 jobs" in log and any(f.jobs_per_gpu for f in figs.values())
