@@ -177,6 +177,10 @@ def seed_group(train: pd.DataFrame, params: dict, seeds: int, device):
         runners.append(step_runner(model, loss))
         iters.append(None)
     min_lanes = 2 if models[0][0].params["n_sample"] == 0 else 1
+    if seeds > 1:
+        together = attempt_together(models, min_lanes)
+        if together is not None:
+            return together
 
     def step() -> int:
         n = 0
@@ -201,6 +205,51 @@ def seed_group(train: pd.DataFrame, params: dict, seeds: int, device):
             torch.cuda.synchronize()
 
     return step, finish, "sequential", [m for m, _ in models]
+
+
+def attempt_together(models, min_lanes):
+    """The seeds as one batched model (gru4rec_torch.seeds.SeedsTogether, replayed through
+    steps.step_runner), or None (printed why) when that is not available here."""
+    import torch
+
+    from implementations.gru4rec_torch.data import session_parallel
+    from implementations.gru4rec_torch.steps import step_runner
+
+    try:
+        from implementations.gru4rec_torch.seeds import SeedsTogether, seeds_together_enabled
+
+        if not seeds_together_enabled():
+            say("    seeds together switched off (GRU4REC_TORCH_SEEDS_TOGETHER); seeds one after another")
+            return None
+        group = SeedsTogether([m for m, _ in models])
+        data, dev = models[0][1], models[0][0].device
+        batch = models[0][0].params["batch_size"]
+        loss = torch.zeros(len(models), device=dev)  # one loss sum per seed
+        state = {"run": step_runner(group, loss), "it": session_parallel(data, batch, min_lanes=min_lanes)}
+
+        def step() -> int:
+            try:
+                st = next(state["it"])
+            except StopIteration:  # a new epoch, as training does
+                state["run"].finish()
+                group.H = group.zero_state(min(batch, data.n_sessions))
+                state["run"] = step_runner(group, loss)
+                state["it"] = session_parallel(data, batch, min_lanes=min_lanes)
+                st = next(state["it"])
+            state["run"](st, group.next_negatives())
+            return len(st.in_idx)
+
+        def finish() -> None:
+            float(loss.sum())
+            if dev.type == "cuda":
+                torch.cuda.synchronize()
+
+        step()
+        finish()
+        return step, finish, "together", [group]
+    except Exception as err:  # not there (yet) or not for this setting: the fallback
+        say(f"    seeds together not available ({type(err).__name__}: {err}); seeds one after another")
+        return None
 
 
 def timed_window(step, finish, warmup: int, window_s: float, chunk: int = 50) -> dict:
