@@ -12,6 +12,7 @@ Windows: (A,B) 2 steps; C takes lane 0 -> (C,B) 2 steps; D takes lane 1 ->
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -306,4 +307,5 @@ def test_on_other_backend(backend):
     out = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", __file__,
                           "-k", "not test_on_other_backend"], cwd=ROOT, env=env, capture_output=True, text=True)
     assert out.returncode == 0, f"{backend}:\n{out.stdout[-4000:]}\n{out.stderr[-2000:]}"
-    assert " passed" in out.stdout and "failed" not in out.stdout
+    summary = out.stdout.strip().splitlines()[-1]
+    assert re.search(r"\d+ passed", summary) and not re.search(r"\d+ (failed|error)", summary), summary

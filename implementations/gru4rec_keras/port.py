@@ -87,7 +87,9 @@ from tqdm.auto import tqdm
 
 from gru4rec_repro.atomic import atomic_path
 
+from . import BACKENDS
 from .data import SessionData, session_parallel
+from .layers import OneHotLibraryGRU
 from .model import evaluate_sessions
 from .train import log_epoch, read_log
 
@@ -96,7 +98,6 @@ log = logging.getLogger(__name__)
 FLAWS = ("flaw_reset_every_step", "flaw_reset_late", "flaw_no_eval_reset", "flaw_epochs_minus_one",
          "flaw_drop_tail", "flaw_session_id_order", "flaw_carry_state", "flaw_extra_output_unit",
          "flaw_float32_time")
-BACKENDS = ("tensorflow", "jax", "torch")
 DEFAULTS: dict = {
     "hidden": 100,
     "dropout": 0.5,
@@ -152,37 +153,6 @@ def parse_params(params: dict | None) -> dict:
     return p
 
 
-
-
-class OneHotLibraryGRU(keras.layers.Layer):
-    """Keras' own GRU (``reset_after=True``, the cuDNN form) on one-hot item input.
-
-    The tutorial's port fed ``to_categorical`` vectors to a ``CuDNNGRU``; a
-    one-hot row times ``kernel`` is a row of ``kernel``, so the row is gathered.
-    Weights in Keras' layout: ``kernel`` (n_items, 3H) and
-    ``recurrent_kernel`` (H, 3H) with gate blocks (update z, reset r, new n),
-    ``bias`` (2, 3H) = (input bias, recurrent bias); Keras' default initializers.
-    h' = z * h + (1 - z) * n, n = tanh(x W_n + b_n + r * (h U_n + c_n)).
-    """
-
-    def __init__(self, n_items: int, units: int, seed: int, **kwargs):
-        super().__init__(**kwargs)
-        self.units = units
-        self.kernel = self.add_weight(shape=(n_items, 3 * units), name="kernel",
-                                      initializer=keras.initializers.GlorotUniform(seed=seed))
-        self.recurrent_kernel = self.add_weight(shape=(units, 3 * units), name="recurrent_kernel",
-                                                initializer=keras.initializers.Orthogonal(seed=seed + 1))
-        self.bias = self.add_weight(shape=(2, 3 * units), initializer="zeros", name="bias")
-        self.built = True
-
-    def call(self, idx, h):
-        H = self.units
-        x = ops.take(self.kernel, idx, axis=0) + self.bias[0]
-        u = ops.matmul(h, self.recurrent_kernel) + self.bias[1]
-        z = ops.sigmoid(x[:, :H] + u[:, :H])
-        r = ops.sigmoid(x[:, H:2 * H] + u[:, H:2 * H])
-        n = ops.tanh(x[:, 2 * H:] + r * u[:, 2 * H:])
-        return z * h + (1.0 - z) * n
 
 
 class PortNet(keras.Model):
