@@ -159,41 +159,32 @@ def environment_dir(name: str, cache: str | os.PathLike | None = None) -> Path:
     return cache_dir(cache) / f"{name}-{environment_key(name)}"
 
 
-def first_pin(name: str) -> tuple[str, str]:
-    """(package, version) of the first ``package==version`` line of implementation ``name``'s requirements.txt."""
-    path = implementation_dir(name) / "requirements.txt"
-    for line in path.read_text().splitlines():
-        line = line.split("#", 1)[0].strip()
-        if "==" in line:
-            package, version = (part.strip() for part in line.split("==", 1))
-            return package, version
-    raise ExternalError(f"{name}: {path} pins no package (expected lines package==version)")
-
-
-def environment_unavailable(name: str, cache: str | os.PathLike | None = None, *, timeout: float = 60) -> str | None:
+def environment_unavailable(name: str, cache: str | os.PathLike | None = None, *,
+                            timeout: float = 600) -> str | None:
     """Why implementation ``name``'s environment can be neither found nor built here, or None.
 
-    None when it is built (in ``cache``) or when pip's configured package index
-    answers for the first package of its requirements.txt and lists its
-    pinned version (``pip index versions``, no retries); otherwise the reason,
-    with pip's last line (what the tests that need an environment say when
-    they skip offline).
+    None when it is built (in ``cache``) or when pip's configured package
+    indexes offer every pin of its requirements.txt (``pip install --dry-run
+    --no-deps --ignore-installed``: each pin resolved on its own, no retries,
+    nothing installed; pip reads the wheels' metadata, or the wheels, which
+    it caches for the build); otherwise the reason, with pip's last error
+    line (what the tests that need an environment say when they skip offline).
     """
     if is_built(environment_dir(name, cache)):
         return None
-    package, version = first_pin(name)
-    cmd = [sys.executable, "-m", "pip", "index", "versions", package, "--retries", "0",
-           "--timeout", str(int(max(1, timeout // 4))), "--disable-pip-version-check"]
+    requirements = implementation_dir(name) / "requirements.txt"
+    cmd = [sys.executable, "-m", "pip", "install", "--dry-run", "--no-deps", "--ignore-installed", "--quiet",
+           "--disable-pip-version-check", "--no-input", "--retries", "0", "--timeout", "15", "-r", str(requirements)]
     try:
         out = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=_clean_env())
     except (OSError, subprocess.TimeoutExpired) as e:
         return f"{name}: its environment is not built and the package index cannot be reached ({e})"
-    if out.returncode == 0 and version in out.stdout:
+    if out.returncode == 0:
         return None
-    last = ((out.stderr or out.stdout).strip().splitlines() or ["no output"])[-1]
+    errors = [line for line in (out.stderr + out.stdout).splitlines() if line.startswith("ERROR")] or ["no output"]
     index = os.environ.get("PIP_INDEX_URL", "pip's configured index")
-    return (f"{name}: its environment is not built and the package index ({index}) does not list "
-            f"{package}=={version} (pip index versions {package}: {last})")
+    return (f"{name}: its environment is not built and the package index ({index}) does not offer every pin of "
+            f"{requirements.relative_to(EXTERNAL_DIR.parent.parent)}: {errors[-1]}")
 
 
 def _python(env: Path) -> Path:

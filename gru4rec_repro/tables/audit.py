@@ -230,7 +230,8 @@ def audit_table(st: Study) -> Table:
         "otherwise inconclusive.",
         "Every implementation trains on the same split with the run's GRU4Rec parameters translated "
         "by its adapter (implementations/external/<name>/adapter.py); 'Not expressed' lists the "
-        "parameters the library has no setting for (reasons in each seed's adapter_info.json). "
+        "parameters the library has no setting for and, as <parameter>.<aspect> or a name of its own, "
+        "what it does differently although translated (reasons below, from each seed's adapter_info.json). "
         "All are ranked against all training items with ties counted the same way.",
         "Seconds per epoch: as each implementation reports them (its own epoch loop), mean over "
         "epochs and seeds; time ratio = implementation / against. Timings depend on the machine "
