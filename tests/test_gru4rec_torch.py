@@ -663,3 +663,173 @@ def test_the_gpu_check_of_a_graph_passes_replays_of_the_same_step(monkeypatch):
 def test_step_runner_is_eager_on_the_cpu():
     model = GRU4Rec(10, dict(layers=[4], batch_size=2, n_sample=0, loss="top1", final_act="tanh"), seed=0)
     assert type(step_runner(model, torch.zeros(()))) is EagerSteps
+
+
+# ------------------------------------------------------------ seeds together
+from implementations.gru4rec_torch import model as torch_model  # noqa: E402
+from implementations.gru4rec_torch.seeds import SeedsTogether  # noqa: E402
+from implementations.gru4rec_torch.train import train_together  # noqa: E402
+
+#: every loss, every embedding mode (constrained / separate embedding / one-hot), dropout on
+TOGETHER_SETTINGS = [
+    dict(loss="cross-entropy", n_sample=16, logq=1.0, sample_alpha=0.5, dropout_p_hidden=0.3, momentum=0.2),
+    dict(loss="bpr-max", n_sample=16, elu_param=0.5, constrained_embedding=False, embedding=0,
+         dropout_p_hidden=0.2, momentum=0.1, bpreg=0.7),
+    dict(loss="top1", final_act="tanh", n_sample=0, constrained_embedding=False, embedding=0,
+         dropout_p_hidden=0.5, time_sort=False),  # the 2016 setting: one-hot, no extra samples
+    dict(loss="bpr", n_sample=8, constrained_embedding=False, embedding=5, dropout_p_embed=0.2,
+         dropout_p_hidden=0.3, layers=[8, 6]),
+    dict(loss="top1-max", n_sample=8, dropout_p_embed=0.2, dropout_p_hidden=0.3, momentum=0.3),
+    dict(loss="cross-entropy", n_sample=8, constrained_embedding=False, embedding=0, dropout_p_hidden=0.3,
+         final_act="tanh", logq=0.5, layers=[8, 6]),
+]
+
+
+def _toy_run(params, n_epochs=2):
+    df = cyclic_sessions()
+    item_ids = item_index(df)
+    p = {"layers": [8], "batch_size": 4, "n_epochs": n_epochs, "learning_rate": 0.1, **params}
+    data = session_data(df, item_ids, time_sort=p.get("time_sort", True))
+    support = np.bincount(data.items, minlength=len(item_ids))
+
+    def make(seed):
+        m = GRU4Rec(len(item_ids), p, seed=seed, support=support)
+        m.item_ids = item_ids
+        return m
+    return make, data, cyclic_sessions(n_sessions=60, seed=9)
+
+
+def _assert_same_seed(alone, together, alone_log, together_log, test):
+    for name, w in alone.neutral_weights().items():
+        np.testing.assert_allclose(together.neutral_weights()[name], w, rtol=1e-5, atol=1e-6, err_msg=name)
+    assert [h["loss"] for h in together_log] == pytest.approx([h["loss"] for h in alone_log], rel=1e-6)
+    pd.testing.assert_frame_equal(together.evaluate(test), alone.evaluate(test))  # identical rank records
+
+
+@pytest.mark.parametrize("params", TOGETHER_SETTINGS)
+def test_seeds_trained_together_equal_seeds_trained_alone(params, tmp_path):
+    """Three seeds trained as one batched model (own init, negatives, dropout
+    masks; the shared batches, resets and shrinking end of each epoch) give
+    each seed's weights (float32 tolerance), logged losses and IDENTICAL rank
+    records of that seed trained alone; each seed writes its own folder."""
+    make, data, test = _toy_run(params)
+    seeds = [3, 4, 11]
+    alone = [make(s) for s in seeds]
+    alone_logs = [train(m, data, tmp_path / f"alone{s}", threads=1, device_label="cpu", progress=False)
+                  for m, s in zip(alone, seeds)]
+    together = [make(s) for s in seeds]
+    together_logs = train_together(together, data, [tmp_path / f"together{s}" for s in seeds], threads=1,
+                                   device_label="cpu", progress=False)
+    for a, t, la, lt in zip(alone, together, alone_logs, together_logs):
+        _assert_same_seed(a, t, la, lt, test)
+        assert [h["seeds_together"] for h in lt] == [3, 3]
+    for s in seeds:
+        assert (tmp_path / f"together{s}" / "checkpoint.pt").exists()
+        assert len((tmp_path / f"together{s}" / "train_log.jsonl").read_text().splitlines()) == 2
+    # the seeds are different models (a shared stream or init would make them equal)
+    assert not np.allclose(together[0].neutral_weights()["By"], together[1].neutral_weights()["By"])
+
+
+def test_seeds_together_resume_from_their_own_checkpoints_without_retraining(tmp_path):
+    """A job stopped after seed 3 finished epoch 1 and seed 4 finished nothing:
+    the re-run trains seed 4's epoch 1 alone, then both together; seed 3's
+    epoch 1 is not trained again, and both end as if trained alone."""
+    params = TOGETHER_SETTINGS[0]
+    make, data, test = _toy_run(params)
+    first = make(3)
+    make1, _, _ = _toy_run(params, n_epochs=1)
+    train(make1(3), data, tmp_path / "s3", threads=1, device_label="cpu", progress=False)
+    before = json.loads((tmp_path / "s3" / "train_log.jsonl").read_text().splitlines()[0])
+    models = [first, make(4)]
+    logs = train_together(models, data, [tmp_path / "s3", tmp_path / "s4"], threads=1, device_label="cpu",
+                          progress=False)
+    assert logs[0][0] == before and "seeds_together" not in logs[0][0]  # epoch 1 kept, not retrained
+    assert [h["seeds_together"] for h in logs[1]] == [1, 2]  # seed 4's epoch 1 ran alone
+    for seed, m, lt in zip((3, 4), models, logs):
+        ref = make(seed)
+        la = train(ref, data, tmp_path / f"ref{seed}", threads=1, device_label="cpu", progress=False)
+        _assert_same_seed(ref, m, la, lt, test)
+    # a third run finds everything done and trains nothing
+    again = [make(3), make(4)]
+    logs2 = train_together(again, data, [tmp_path / "s3", tmp_path / "s4"], threads=1, device_label="cpu",
+                           progress=False)
+    assert logs2 == logs
+
+
+def test_seeds_together_refuses_models_of_different_runs():
+    a = GRU4Rec(10, dict(layers=[4], batch_size=2, n_sample=2), seed=1)
+    b = GRU4Rec(10, dict(layers=[4], batch_size=2, n_sample=3), seed=2)
+    with pytest.raises(ValueError, match="differ in params"):
+        SeedsTogether([a, b])
+
+
+def test_run_seeds_trains_the_seeds_together_and_as_alone(tmp_path, monkeypatch):
+    """gru4rec_repro.run.run_seeds uses run.seeds_together: the same rank
+    records and metrics as with GRU4REC_TORCH_SEEDS_TOGETHER=0."""
+    from gru4rec_repro.run import run_seeds
+
+    train_df, test_df = cyclic_sessions(n_sessions=120), cyclic_sessions(n_sessions=30, seed=4)
+    params = dict(layers=[8], batch_size=4, n_epochs=1, n_sample=4, dropout_p_hidden=0.2)
+    together = run_seeds("gru4rec_torch", train_df, test_df, params, [1, 2], tmp_path / "t", progress=False)
+    monkeypatch.setenv("GRU4REC_TORCH_SEEDS_TOGETHER", "0")
+    alone = run_seeds("gru4rec_torch", train_df, test_df, params, [1, 2], tmp_path / "a", progress=False)
+    for t, a in zip(together, alone):
+        pd.testing.assert_frame_equal(pd.read_parquet(t / "ranks.parquet"), pd.read_parquet(a / "ranks.parquet"))
+        assert json.loads((t / "metrics.json").read_text()) == json.loads((a / "metrics.json").read_text())
+        assert json.loads((t / "train_log.jsonl").read_text())["seeds_together"] == 2
+        assert "seeds_together" not in json.loads((a / "train_log.jsonl").read_text())
+
+
+def test_batched_products_round_as_single_ones_on_both_sides_of_the_small_bmm_threshold():
+    """model.mm makes products below PyTorch's small-bmm threshold seed by seed
+    because torch.bmm rounds them differently from torch.mm there; above it,
+    bmm equals mm seed by seed. A PyTorch that moves the threshold fails here."""
+    gen = torch.Generator().manual_seed(0)
+    small = (torch.randn(4, 3, 4, generator=gen), torch.randn(4, 7, 4, generator=gen).mT)  # 84 < SMALL_BMM
+    large = (torch.randn(4, 32, 16, generator=gen), torch.randn(4, 16, 48, generator=gen))
+    for a, b in (small, large):
+        got = torch_model.mm(a, b)
+        assert all(torch.equal(got[s], torch.mm(a[s], b[s])) for s in range(4))
+    a, b = small
+    assert any(not torch.equal(torch.bmm(a, b)[s], torch.mm(a[s], b[s])) for s in range(4))
+    assert small[0].shape[1] * small[0].shape[2] * small[1].shape[2] < torch_model.SMALL_BMM
+    assert large[0].shape[1] * large[0].shape[2] * large[1].shape[2] >= torch_model.SMALL_BMM
+
+
+# ------------------------------------------------------ dropout masks, fixed-order sums
+def test_dropout_masks_are_a_function_of_key_step_site_and_element():
+    """Counter-based masks: the same (key, step, site) gives the same mask as an
+    int key, a tensor key, or one seed of a batch of keys; other steps, keys and
+    sites give other masks; the keep rate is 1 - p; scaled by 1 / (1 - p)."""
+    keys = [torch_model.step_key(k, 5) for k in (7, 8)]
+    a = torch_model.dropout_mask((32, 50), 1, keys[0], 0.3)
+    assert torch.equal(a, torch_model.dropout_mask((32, 50), 1, torch.tensor(keys[0]), 0.3))
+    both = torch_model.dropout_mask((2, 32, 50), 1, torch.tensor(keys), 0.3)
+    assert torch.equal(both[0], a) and torch.equal(both[1], torch_model.dropout_mask((32, 50), 1, keys[1], 0.3))
+    assert not torch.equal(both[0], both[1])
+    assert not torch.equal(a, torch_model.dropout_mask((32, 50), 2, keys[0], 0.3))
+    assert not torch.equal(a, torch_model.dropout_mask((32, 50), 1, torch_model.step_key(7, 6), 0.3))
+    assert a.unique().tolist() == [0.0, pytest.approx(1 / 0.7)]
+    many = torch.stack([torch_model.dropout_mask((32, 50), 1, torch_model.step_key(7, t), 0.3) for t in range(200)])
+    assert (many > 0).float().mean().item() == pytest.approx(0.7, abs=0.005)
+    assert torch_model.mix32(123456789) == torch_model.mix32(torch.tensor(123456789)).item()
+
+
+@pytest.mark.parametrize("together", [False, True])
+def test_fixed_order_sums_of_repeated_rows_train_as_index_add(together):
+    """deterministic=True (a 0/1-matrix product instead of index_add_ for the
+    rows a mini-batch repeats) trains to the same weights, alone and together."""
+    make, data, _ = _toy_run(dict(n_sample=8, momentum=0.2, dropout_p_hidden=0.2), n_epochs=1)
+    runs = []
+    for det in (False, True):
+        models = [make(s) for s in (1, 2)]
+        for m in models:
+            m.deterministic = det
+        group = SeedsTogether(models) if together else models[0]
+        group.H = group.zero_state(4)
+        run = EagerSteps(group, torch.zeros(group.loss_shape))
+        for step in list(session_parallel(data, 4))[:60]:
+            run(step, group.next_negatives())
+        runs.append(models[0])
+    for name, w in runs[0].neutral_weights().items():
+        np.testing.assert_allclose(runs[1].neutral_weights()[name], w, rtol=1e-4, atol=1e-6, err_msg=name)

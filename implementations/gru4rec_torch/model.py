@@ -141,10 +141,8 @@ class OneHotGRULayer(nn.Module):
         d_v = torch.empty(h.shape[:-1] + (3 * H,), dtype=h.dtype, device=h.device)
         d_v[..., :H] = d_n
         d_rz = d_v[..., H:]
-        if h.dim() == 2:
-            torch.mm(d_n, Wh.t(), out=d_rz[:, :H]).mul_(h)  # d r
-        else:
-            d_rz[..., :H] = mm(d_n, Wh.mT).mul_(h)
+        # d r (into a fresh tensor, then copied: mm with a strided ``out`` may round differently)
+        d_rz[..., :H] = mm(d_n, Wh.mT).mul_(h)
         torch.mul(d_out, n - h, out=d_rz[..., H:])  # d z
         d_rz.mul_(rz * (1.0 - rz))  # through the sigmoid
         return d_v, [mm(h.mT, d_rz), mm(rh.mT, d_n), d_v.sum(-2)]
@@ -407,6 +405,7 @@ class GRU4Rec:
         self.dropout_mask_fn = None
         self.optimizer = SparseAdagradMomentum({**self.item_params, **self.dense_params},
                                                p["learning_rate"], p["momentum"], dense=tuple(self.dense_params))
+        self.loss_shape = ()  # of the loss sum _step returns (SeedsTogether: one per seed)
         self.H = self.zero_state(p["batch_size"])
         self._input_name = "Wy" if self.net.constrained else ("gru0.Wx" if self.net.one_hot else "E")
         self._slot = torch.zeros(self.n_items, dtype=torch.int64, device=self.device)  # see _first_entries
@@ -503,10 +502,10 @@ class GRU4Rec:
                 shift = torch.cat([shift, sample_shift.index_select(0, neg_idx)])
             if p["final_act"] == "linear":  # R - shift = h . Wy[y]^T + (By[y] - shift): one pass less
                 by, shift = by - shift, None
-        R = torch.addmm(by, hd, wy.t())
+        R = mm(hd, wy.t(), by)
         rows_loss, dR = losses.loss_and_grad(p["loss"], R, p["final_act"], p["elu_param"], p["bpreg"], shift,
                                              1.0 / p["batch_size"])
-        dh = dR @ wy
+        dh = mm(dR, wy)
         grads, g_x = gru_backward(net.gru, saved, dh)
         opt.step_dense_all(grads)
 
@@ -522,7 +521,7 @@ class GRU4Rec:
             dR_rows = one_hot_sum(y_pos, dR, idx.shape[0])
         else:
             dR_rows = torch.zeros(B, idx.shape[0], device=self.device).index_add_(1, y_pos, dR)
-        g = dR_rows.t() @ hd
+        g = mm(dR_rows.t(), hd)
         if net.constrained:
             if fixed:
                 g += one_hot_sum(pos[:B], g_x.t(), idx.shape[0]).t()

@@ -20,6 +20,45 @@ import torch
 from . import cpu_kernels
 
 
+@torch.no_grad()
+def entries_update(param: torch.Tensor, acc: torch.Tensor, vel: torch.Tensor | None, spare: int,
+                   idx: torch.Tensor, grad: torch.Tensor, mask: torch.Tensor, learning_rate: float,
+                   momentum: float, eps: float, cpu_kernel: bool) -> None:
+    """Adagrad-momentum update of rows ``idx`` of the table ``param`` in place, by increments.
+
+    ``acc``/``vel``: its accumulator and momentum tables, the same rows as
+    ``param`` and at least one more: row ``spare`` of both stays 0 (``vel``
+    None without momentum). ``idx`` may repeat a row; ``mask`` (one bool per
+    entry) marks the entries that carry a row's whole gradient, at most one
+    per row, and ``grad`` (one row per entry, consumed) is 0 on the other
+    entries. A row with no marked entry keeps its weights, accumulator and
+    momentum. The accumulator, momentum and weights are raised with
+    ``index_add_`` (the unmarked entries add exact zeros, read from and
+    written to the spare row), so nothing here depends on how many distinct
+    rows there are (no host synchronisation). The tables may be one seed's
+    (``SparseAdagradMomentum.step_entries``) or every seed's, flattened
+    (seeds.py): a row's update is the same arithmetic either way. On float32
+    CPU tables with ``cpu_kernel``: the fused kernel of cpu_kernels.py.
+    """
+    if (cpu_kernel and param.device.type == "cpu" and param.dtype == torch.float32
+            and param.is_contiguous()):  # the kernel writes through numpy views of the tables
+        cpu_kernels.rows_update(_rows(param), _rows(acc), _rows(acc if vel is None else vel), idx.numpy(),
+                                mask.numpy(), _rows(grad), learning_rate, momentum, eps)
+        return
+    sidx = torch.where(mask, idx, spare)
+    g2 = grad * grad
+    denom = acc.index_select(0, sidx).add_(g2)  # acc + g^2, as stored below
+    acc.index_add_(0, sidx, g2)
+    denom.add_(eps).sqrt_()  # sqrt(acc + eps)
+    if momentum > 0:
+        v_old = vel.index_select(0, sidx)  # 0 on unmarked entries, so v_new is 0 there
+        v_new = torch.addcdiv(v_old * momentum, grad, denom, value=-learning_rate)
+        param.index_add_(0, idx, v_new)
+        vel.index_add_(0, sidx, v_new.sub_(v_old))
+    else:
+        param.index_add_(0, idx, grad.div_(denom), alpha=-learning_rate)
+
+
 def _rows(t: torch.Tensor):
     """``t`` as a (rows, d) numpy array; shares ``t``'s memory when ``t`` is contiguous."""
     return t.detach().reshape(t.shape[0], -1).numpy()
@@ -136,41 +175,10 @@ class SparseAdagradMomentum:
 
     @torch.no_grad()
     def step_entries(self, name: str, idx: torch.Tensor, grad: torch.Tensor, mask: torch.Tensor) -> None:
-        """Update rows ``idx`` of parameter ``name`` in place, by increments.
-
-        ``idx`` may repeat a row; ``mask`` (one bool per entry) marks the
-        entries that carry a row's whole gradient, at most one per row, and
-        ``grad`` (one row per entry, consumed) is 0 on the other entries. A
-        row with no marked entry keeps its weights, accumulator and momentum.
-        The accumulator, momentum and weights are raised with ``index_add_``
-        (the unmarked entries add exact zeros), so nothing here depends on how
-        many distinct rows there are (no host synchronisation).
-        """
-        param, acc = self.params[name], self._acc_rows[name]
-        if (self.cpu_kernel and param.device.type == "cpu" and param.dtype == torch.float32
-                and param.is_contiguous()):  # the kernel writes through numpy views of the tables
-            self._step_entries_cpu(name, param, acc, idx, grad, mask)
-            return
-        # unmarked entries read and write the spare zero row of the state
-        sidx = torch.where(mask, idx, param.shape[0])
-        g2 = grad * grad
-        denom = acc.index_select(0, sidx).add_(g2)  # acc + g^2, as stored below
-        acc.index_add_(0, sidx, g2)
-        denom.add_(self.eps).sqrt_()  # sqrt(acc + eps)
-        if self.momentum > 0:
-            vel = self._vel_rows[name]
-            v_old = vel.index_select(0, sidx)  # 0 on unmarked entries, so v_new is 0 there
-            v_new = torch.addcdiv(v_old * self.momentum, grad, denom, value=-self.learning_rate)
-            param.index_add_(0, idx, v_new)
-            vel.index_add_(0, sidx, v_new.sub_(v_old))
-        else:
-            param.index_add_(0, idx, grad.div_(denom), alpha=-self.learning_rate)
-
-    def _step_entries_cpu(self, name, param, acc, idx, grad, mask) -> None:
-        """:meth:`step_entries` as one pass of the fused kernel (marked entries only)."""
-        vel = self._vel_rows[name] if self.momentum > 0 else acc  # unused without momentum
-        cpu_kernels.rows_update(_rows(param), _rows(acc), _rows(vel), idx.numpy(), mask.numpy(),
-                                _rows(grad), self.learning_rate, self.momentum, self.eps)
+        """Update rows ``idx`` of parameter ``name`` in place, by increments
+        (:func:`entries_update`, whose docstring says how)."""
+        entries_update(self.params[name], self._acc_rows[name], self._vel_rows.get(name), self.params[name].shape[0],
+                       idx, grad, mask, self.learning_rate, self.momentum, self.eps, self.cpu_kernel)
 
     def state_dict(self) -> dict:
         return {"acc": {k: v.clone() for k, v in self.acc.items()},

@@ -29,6 +29,7 @@ from .steps import step_runner
 CHECKPOINT = "checkpoint.pt"
 TRAIN_LOG = "train_log.jsonl"
 SYNC_EVERY = 500  # steps between host syncs (NaN check, progress bar)
+DROPOUT_MASKS = "dropout masks: model.dropout_mask (mix32 of key, step, site, element)"
 
 
 def fingerprint(model: GRU4Rec, data: SessionData) -> str:
@@ -40,6 +41,8 @@ def fingerprint(model: GRU4Rec, data: SessionData) -> str:
     h.update(str(model.seed).encode())
     for a in (model.item_ids, data.items, data.offsets, data.order):
         h.update(np.ascontiguousarray(a).tobytes())
+    if model.has_dropout:  # checkpoints from before the counter-based masks hold another stream
+        h.update(DROPOUT_MASKS.encode())
     return h.hexdigest()
 
 
@@ -66,8 +69,10 @@ def _load_checkpoint(path: Path, model: GRU4Rec, key: str, log: logging.Logger) 
     return int(state["epoch"]), list(state["history"])
 
 
-def train_epoch(model: GRU4Rec, data: SessionData, progress: bool = True, desc: str = "epoch") -> tuple[float, int, int]:
-    """One epoch; returns (mean loss per training event, events, mini-batches).
+def train_epoch(model, data: SessionData, progress: bool = True, desc: str = "epoch") -> tuple:
+    """One epoch of a GRU4Rec or of a seeds.SeedsTogether; returns (mean loss
+    per training event, events, mini-batches), the loss a list with one per
+    seed for a SeedsTogether.
 
     The mean loss is the sum over the epoch's steps of the per-row losses of
     the active lanes, divided by the number of active lane-steps (events):
@@ -79,7 +84,7 @@ def train_epoch(model: GRU4Rec, data: SessionData, progress: bool = True, desc: 
     model.H = model.zero_state(min(p["batch_size"], data.n_sessions))
     min_lanes = 2 if p["n_sample"] == 0 else 1
     dev = model.device
-    loss_sum = torch.zeros((), device=dev)
+    loss_sum = torch.zeros(model.loss_shape, device=dev)
     events = steps = 0
     total = data.n_events - data.n_sessions
     bar = tqdm(total=total, disable=not progress, desc=desc, unit="ev", mininterval=2, smoothing=0.05)
@@ -90,7 +95,7 @@ def train_epoch(model: GRU4Rec, data: SessionData, progress: bool = True, desc: 
         events += len(step.in_idx)
         steps += 1
         if steps % SYNC_EVERY == 0:
-            mean = float(loss_sum) / events
+            mean = float(loss_sum.sum()) / events / max(1, loss_sum.numel())
             if not np.isfinite(mean):
                 raise FloatingPointError(f"{desc}: loss became {mean} after {steps} mini-batches")
             bar.update(events - last_sync)
@@ -99,8 +104,8 @@ def train_epoch(model: GRU4Rec, data: SessionData, progress: bool = True, desc: 
     run_step.finish()
     bar.update(events - last_sync)
     bar.close()
-    mean = float(loss_sum) / max(events, 1)
-    if not np.isfinite(mean):
+    mean = (loss_sum.double().cpu() / max(events, 1)).tolist()  # a float, or one per seed
+    if not np.all(np.isfinite(mean)):
         raise FloatingPointError(f"{desc}: loss is {mean}")
     return mean, events, steps
 
@@ -132,3 +137,58 @@ def train(model: GRU4Rec, data: SessionData, outdir, threads: int, device_label:
     if done == n_epochs:
         write_text("".join(json.dumps(h) + "\n" for h in history), outdir / TRAIN_LOG)
     return history
+
+
+def train_together(models: list[GRU4Rec], data: SessionData, outdirs: list, threads: int, device_label: str,
+                   progress: bool = True, log: logging.Logger | None = None,
+                   checkpoint: bool = True) -> list[list[dict]]:
+    """:func:`train` for several seeds of one run at once (seeds.SeedsTogether);
+    returns each seed's log lines.
+
+    Each seed keeps its own folder (``outdirs``), ``train_log.jsonl`` and
+    ``checkpoint.pt``, written as :func:`train` writes them, so a seed resumes
+    alone or together alike. Seeds whose checkpoints stopped at different
+    epochs (a job killed between two seeds' checkpoints) are brought level:
+    each epoch trains together only the seeds that have not finished it, so
+    no finished epoch is trained again. A log line's ``seconds`` is the time
+    of the epoch of all the seeds trained with it (``seeds_together``).
+    """
+    from .seeds import SeedsTogether
+
+    log = log or logging.getLogger("gru4rec_torch")
+    if len(models) != len(outdirs):
+        raise ValueError(f"train_together: {len(models)} models but {len(outdirs)} folders")
+    outdirs = [Path(o) for o in outdirs]
+    keys = [fingerprint(m, data) for m in models]
+    done, histories = [], []
+    for m, o, k in zip(models, outdirs, keys):
+        d, h = _load_checkpoint(o / CHECKPOINT, m, k, log) if checkpoint else (0, [])
+        done.append(d)
+        histories.append(h)
+    n_epochs = models[0].params["n_epochs"]
+    group, members = None, None
+    for epoch in range(min(done) + 1, n_epochs + 1):
+        active = [i for i, d in enumerate(done) if d < epoch]
+        if active != members:  # (re)stack the weights of the seeds that train this epoch
+            members = active
+            group = SeedsTogether([models[i] for i in active]) if len(active) > 1 else models[active[0]]
+        t0 = time.perf_counter()
+        losses, events, steps = train_epoch(group, data, progress, desc=f"epoch {epoch}/{n_epochs}")
+        if models[0].device.type == "cuda":
+            torch.cuda.synchronize(models[0].device)
+        seconds = time.perf_counter() - t0
+        losses = losses if isinstance(losses, list) else [losses]
+        log.info("epoch %d/%d, %d seed(s) together: %.1f s, %.0f events/s per seed, losses %s",
+                 epoch, n_epochs, len(active), seconds, events / seconds, ", ".join(f"{v:.6f}" for v in losses))
+        for i, loss in zip(active, losses):
+            line = {"epoch": epoch, "loss": loss, "events": events, "seconds": seconds,
+                    "events_per_s": events / seconds, "mbatches_per_s": steps / seconds,
+                    "threads": int(threads), "device": device_label, "seeds_together": len(active)}
+            histories[i].append(line)
+            write_text("".join(json.dumps(h) + "\n" for h in histories[i]), outdirs[i] / TRAIN_LOG)
+            if checkpoint:
+                _save_checkpoint(outdirs[i] / CHECKPOINT, models[i], epoch, keys[i], histories[i])
+            done[i] = epoch
+    for i in range(len(models)):  # as train() does for a run found complete
+        write_text("".join(json.dumps(h) + "\n" for h in histories[i]), outdirs[i] / TRAIN_LOG)
+    return histories
