@@ -131,8 +131,14 @@ def run_implementation(
         implementation, seed, len(train), len(test), threads, device, json.dumps(params),
     )
     t0 = time.perf_counter()
-    ranks = validate_ranks(fn(train, test, dict(params), seed, ctx), where=f"{implementation} rank record")
-    seconds = time.perf_counter() - t0
+    ranks = fn(train, test, dict(params), seed, ctx)
+    return _finish_seed(implementation, ranks, params, seed, outdir, threads, device, time.perf_counter() - t0, key)
+
+
+def _finish_seed(implementation: str, ranks: pd.DataFrame, params: dict, seed: int, outdir: Path,
+                 threads: int, device: str, seconds: float, key: str) -> pd.DataFrame:
+    """Write a trained seed's ``ranks.parquet``, ``metrics.json``, then ``run_info.json``."""
+    ranks = validate_ranks(ranks, where=f"{implementation} rank record")
     atomic.write_parquet(ranks, outdir / "ranks.parquet")
     log.info("%s seed %d: %d ranked events in %.1f s", implementation, seed, len(ranks), seconds)
     write_metrics(outdir / "ranks.parquet", outdir / "metrics.json", ranks=ranks)
@@ -175,6 +181,23 @@ def run_seeds(
     if len(set(seeds)) != len(seeds):
         raise ValueError(f"run_seeds: seeds repeat: {list(seeds)}")
     data_key = data_sha256(train, test)
+    # an implementation whose run function has ``seeds_together(train, test, params, seeds, ctxs)``
+    # trains the seeds left to train as one batched model (gru4rec_torch); each seed keeps its folder
+    together = getattr(resolve(implementation), "seeds_together", None)
+    todo = [s for s in seeds if not seed_is_complete(Path(outroot) / f"seed{s}",
+                                                     run_key(implementation, params, s, data_key))]
+    if together is not None and len(todo) > 1:
+        outdirs = [Path(outroot) / f"seed{s}" for s in todo]
+        for o in outdirs:
+            (o / "run_info.json").unlink(missing_ok=True)
+        ctxs = [RunContext(outdir=o, threads=threads, device=device, progress=progress, log=log) for o in outdirs]
+        log.info("%s: seeds %s together, params %s", implementation, todo, json.dumps(params))
+        t0 = time.perf_counter()
+        all_ranks = together(train, test, dict(params), list(todo), ctxs)
+        seconds = time.perf_counter() - t0
+        for s, o, ranks in zip(todo, outdirs, all_ranks):
+            _finish_seed(implementation, ranks, params, s, o, threads, device, seconds,
+                         run_key(implementation, params, s, data_key))
     return [run_seed(implementation, train, test, params, seed, Path(outroot) / f"seed{seed}",
                      data_key=data_key, threads=threads, device=device, progress=progress)
             for seed in seeds]
