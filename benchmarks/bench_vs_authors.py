@@ -171,7 +171,8 @@ def _epoch_result(line: dict, cpu: float, seeds: int = 1) -> dict:
 
 
 def _seeds_api_documented(framework: str) -> None:
-    """Raise SeedsTogetherMissing unless GRU4REC_API.md documents seeds trained together."""
+    """Raise SeedsTogetherMissing unless GRU4REC_API.md documents seeds trained together
+    (the Keras side: no call of its to plug in yet)."""
     text = API_DOC.read_text() if API_DOC.is_file() else ""
     if not re.search(r"seeds?[ -]together", text, re.IGNORECASE):
         raise SeedsTogetherMissing(
@@ -180,27 +181,37 @@ def _seeds_api_documented(framework: str) -> None:
 
 
 def _torch_seeds_together(df, params: dict, seeds: list[int], device: str, threads: int) -> dict:
-    """One epoch of ``len(seeds)`` seeds trained together in gru4rec_torch.
-
-    The one place that knows the seeds-together call: adapt it to
-    GRU4REC_API.md when that changes. Events are those of all seeds.
-    """
-    _seeds_api_documented("gru4rec_torch")
-    from implementations.gru4rec_torch import runner
-    from implementations.gru4rec_torch.train import train
-
+    """One epoch of ``len(seeds)`` seeds trained together in gru4rec_torch
+    (``train.train_together``, as ``runner.run_together`` calls it); events are
+    those of all the seeds. The one place that knows the seeds-together call."""
     try:
-        model, data = runner.build(df, {**params, "n_epochs": 1}, list(seeds), device)
-    except (TypeError, ValueError) as err:
+        from implementations.gru4rec_torch.train import train_together
+    except ImportError as err:
         raise SeedsTogetherMissing(
-            f"gru4rec_torch: {API_DOC.name} mentions seeds together, but runner.build(train, params, "
-            f"[seeds], device) failed ({type(err).__name__}: {err}); adapt "
-            "bench_vs_authors._torch_seeds_together to the documented call") from err
+            f"--seeds > 1 needs gru4rec_torch's seeds-together API (issue 19 item 1: train.train_together, "
+            f"{API_DOC.relative_to(ROOT)}), which this checkout does not have ({err}): run with --seeds 1, "
+            "or wait for it") from err
+    from implementations.gru4rec_torch.model import GRU4Rec
+    from implementations.gru4rec_torch.runner import build
+
+    p = {**params, "n_epochs": 1}
+    model, data = build(df, p, seeds[0], device)
+    models = [model] + [GRU4Rec(model.n_items, p, s, support=model.support, device=model.device) for s in seeds[1:]]
     with tempfile.TemporaryDirectory() as out:
+        outdirs = [Path(out) / f"seed{s}" for s in seeds]
+        for o in outdirs:
+            o.mkdir()
         c0 = time.process_time()
-        lines = train(model, data, out, threads=threads, device_label=device, progress=False, checkpoint=False)
+        lines = [h[-1] for h in train_together(models, data, outdirs, threads=threads, device_label=device,
+                                               progress=False, checkpoint=False)]
         cpu = time.process_time() - c0
-    return _epoch_result(lines[-1], cpu, len(seeds))
+    if lines[0].get("seeds_together", len(seeds)) != len(seeds):
+        raise RuntimeError(f"gru4rec_torch trained {lines[0].get('seeds_together')} seeds together, not {len(seeds)}")
+    events = sum(ln["events"] for ln in lines)  # each line: that seed's events, the group's seconds
+    seconds = lines[0]["seconds"]
+    return {"events_per_s": events / seconds, "mbatches_per_s": lines[0]["mbatches_per_s"], "seconds": seconds,
+            "loss": sum(ln["loss"] for ln in lines) / len(lines), "events": events, "cpu_seconds": cpu,
+            "seeds": len(seeds)}
 
 
 def run_torch(data_path: str, params: dict, device: str, threads: int, seeds=(1,)) -> dict:
