@@ -351,7 +351,7 @@ def setting_text(p: dict) -> str:
     if p["loss"] == "bpr-max":
         parts.append(f"bpreg {p['bpreg']:g}")
     parts.append("time order" if p["time_sort"] else "SessionId order")
-    parts.append(f"{p['n_epochs']} epochs")
+    parts.append(f"{p['n_epochs']} epoch" + ("" if p["n_epochs"] == 1 else "s"))
     return ", ".join(parts)
 
 
