@@ -674,9 +674,9 @@ from implementations.gru4rec_torch.train import train_together  # noqa: E402
 TOGETHER_SETTINGS = [
     dict(loss="cross-entropy", n_sample=16, logq=1.0, sample_alpha=0.5, dropout_p_hidden=0.3, momentum=0.2),
     dict(loss="bpr-max", n_sample=16, elu_param=0.5, constrained_embedding=False, embedding=0,
-         dropout_p_hidden=0.2, momentum=0.1, bpreg=0.7),
+         dropout_p_embed=0.2, momentum=0.1, bpreg=0.7),  # one-hot: dropout_p_embed on the GRU's output
     dict(loss="top1", final_act="tanh", n_sample=0, constrained_embedding=False, embedding=0,
-         dropout_p_hidden=0.5, time_sort=False),  # the 2016 setting: one-hot, no extra samples
+         dropout_p_hidden=0.5, onehot_dropout="hidden", time_sort=False),  # 2016: one-hot, no extra samples
     dict(loss="bpr", n_sample=8, constrained_embedding=False, embedding=5, dropout_p_embed=0.2,
          dropout_p_hidden=0.3, layers=[8, 6]),
     dict(loss="top1-max", n_sample=8, dropout_p_embed=0.2, dropout_p_hidden=0.3, momentum=0.3),
@@ -728,6 +728,7 @@ def test_seeds_trained_together_equal_seeds_trained_alone(params, tmp_path):
         assert len((tmp_path / f"together{s}" / "train_log.jsonl").read_text().splitlines()) == 2
     # the seeds are different models (a shared stream or init would make them equal)
     assert not np.allclose(together[0].neutral_weights()["By"], together[1].neutral_weights()["By"])
+    assert together[0].has_dropout
 
 
 def test_seeds_together_resume_from_their_own_checkpoints_without_retraining(tmp_path):
