@@ -122,8 +122,8 @@ def _total(runs: list[dict]) -> dict:
 
 def run_authors(authors: str, data_path: str, params: dict, device: str, seeds=(1,)) -> dict:
     """One epoch of the authors' ``GRU4Rec.fit`` per seed, one after the other;
-    events/s as their epoch line prints it, CPU time from their epoch loop's start
-    to that line."""
+    seconds as their epoch line prints them, CPU time from their epoch loop's start
+    to that line, events counted as ours are (``their_events``: as their line counts them)."""
     import numpy as np
     import torch
 
@@ -132,6 +132,10 @@ def run_authors(authors: str, data_path: str, params: dict, device: str, seeds=(
     import gru4rec_pytorch  # the authors' module, from their checkout
 
     data = _frame(data_path)
+    # the events an epoch trains on (every transition), as ours count them: their epoch line's
+    # e/s counts a full batch_size per mini-batch (fit's n_valid is set once, gru4rec_pytorch.py
+    # line 467), also in the shrinking mini-batches at the epoch's end
+    events = len(data) - data["SessionId"].nunique()
     current = {}
     iterator_call = gru4rec_pytorch.SessionDataIterator.__call__
 
@@ -158,9 +162,9 @@ def run_authors(authors: str, data_path: str, params: dict, device: str, seeds=(
         if m is None or clock.end is None:
             raise RuntimeError(f"no epoch line in the authors' output (seed {seed}):\n{text[-2000:]}")
         loss, seconds, mbps, eps = (float(g) for g in m.groups())
-        runs.append({"events": round(eps * seconds), "mbatches": mbps * seconds, "seconds": seconds,
-                     "loss": loss, "cpu_seconds": clock.end - clock.start})
-    return _total(runs)
+        runs.append({"events": events, "mbatches": mbps * seconds, "seconds": seconds, "loss": loss,
+                     "cpu_seconds": clock.end - clock.start, "their_events": round(eps * seconds)})
+    return {**_total(runs), "their_events": sum(r["their_events"] for r in runs)}
 
 
 def _epoch_result(line: dict, cpu: float, seeds: int = 1) -> dict:
