@@ -17,13 +17,22 @@
    and a short training run where each framework uses its own iterator and
    its own store gives the same losses and weights.
 
-Only torch and tensorflow themselves may be missing (the test is skipped); an
-import error inside the project fails the test.
+The Keras GRU4Rec runs on this process's Keras backend (``KERAS_BACKEND``,
+default tensorflow); :func:`test_keras_backend` runs the step-by-step tests
+(part 1 and the own-data-path training run) again in a fresh process for each
+other backend, so the PyTorch GRU4Rec is compared with Keras on TensorFlow,
+JAX and PyTorch.
+
+Only torch and keras themselves (and a backend's package, for its run) may be
+missing (the test is skipped); an import error inside the project fails the test.
 """
 from __future__ import annotations
 
 import json
 import os
+import subprocess
+import sys
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -31,8 +40,9 @@ import pytest
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 pytest.importorskip("torch")
-pytest.importorskip("tensorflow")
+keras = pytest.importorskip("keras")
 
+from implementations.gru4rec_keras import BACKENDS  # noqa: E402
 from implementations.gru4rec_keras import data as keras_data  # noqa: E402
 from implementations.gru4rec_keras import model as keras_model  # noqa: E402
 from implementations.gru4rec_keras import sampling as keras_sampling  # noqa: E402
@@ -363,3 +373,33 @@ def test_own_iterator_and_store_train_the_same(tmp_path):
     np.testing.assert_allclose(lk, lt, rtol=1e-4, atol=1e-5)
     for key in wt:
         np.testing.assert_allclose(wk[key], wt[key], rtol=1e-4, atol=2e-5, err_msg=key)
+
+
+# ----- the other Keras backends ---------------------------------------------------------------
+ROOT = Path(__file__).resolve().parents[1]
+#: set in the processes :func:`test_keras_backend` starts (they do not start more)
+CHILD = "GRU4REC_KERAS_BACKEND_CHILD"
+#: the tests that depend on the Keras backend (the iterator and store tests are numpy)
+STEP_BY_STEP = ("test_same_loss_every_step", "test_dropout_sites_follow_the_rule_in_both",
+                "test_same_weights_after_training", "test_same_rank_record",
+                "test_own_iterator_and_store_train_the_same")
+
+
+def test_this_process_runs_keras_on_its_backend():
+    assert keras.backend.backend() == os.environ.get("KERAS_BACKEND", "tensorflow")
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_keras_backend(backend):
+    """The step-by-step comparison with PyTorch's GRU4Rec, in a fresh process with Keras on ``backend``."""
+    if os.environ.get(CHILD) or backend == keras.backend.backend():
+        pytest.skip("this process's backend runs the tests itself")
+    pytest.importorskip({"tensorflow": "tensorflow", "jax": "jax", "torch": "torch"}[backend])
+    env = {**os.environ, "KERAS_BACKEND": backend, CHILD: "1"}
+    out = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", __file__,
+                          "-k", " or ".join((*STEP_BY_STEP, "test_this_process_runs_keras_on_its_backend"))],
+                         cwd=ROOT, env=env, capture_output=True, text=True)
+    assert out.returncode == 0, f"{backend}:\n{out.stdout[-4000:]}\n{out.stderr[-2000:]}"
+    n = len(CONFIGS) * 4 + 2
+    summary = out.stdout.strip().splitlines()[-1]
+    assert summary.startswith(f"{n} passed") and " failed" not in summary and " skipped" not in summary, summary

@@ -1,17 +1,27 @@
-"""GRU4Rec in Keras: hand-checked pieces of SPEC.md section 4."""
+"""GRU4Rec in Keras: hand-checked pieces of SPEC.md section 4, on every Keras backend.
+
+This process runs the tests on its Keras backend (``KERAS_BACKEND``, default
+tensorflow); :func:`test_on_other_backend` runs this file again in a fresh
+process for each other backend (a process has one), so every test here runs
+on TensorFlow, JAX and PyTorch.
+"""
 from __future__ import annotations
 
 import json
 import os
+import subprocess
+import sys
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-tf = pytest.importorskip("tensorflow")
+keras = pytest.importorskip("keras")
+from keras import ops  # noqa: E402
 
-from implementations.gru4rec_keras import losses  # noqa: E402
+from implementations.gru4rec_keras import BACKENDS, losses, use_backend  # noqa: E402
 from implementations.gru4rec_keras.data import SessionData, session_parallel  # noqa: E402
 from implementations.gru4rec_keras.model import GRU4Rec  # noqa: E402
 from implementations.gru4rec_keras.optim import AdagradMomentum  # noqa: E402
@@ -83,13 +93,13 @@ def test_losses_match_formulas():
         "bpr-max": -np.log((s * sig(r - R)).sum(1) + 1e-24) + 0.5 * (s * R ** 2).sum(1),
     }
     for name, value in expect.items():
-        got = losses.row_losses(name, tf.constant(R), None, 0.0, 0.5).numpy()
+        got = ops.convert_to_numpy(losses.row_losses(name, ops.convert_to_tensor(R), None, 0.0, 0.5))
         np.testing.assert_allclose(got, value, rtol=1e-5, err_msg=name)
 
 
 def test_logq_subtracts_log_probability_before_softmax():
     log_q = np.log(np.array([2.0, 3.0, 5.0, 7.0], np.float32))
-    got = losses.cross_entropy(tf.constant(R), tf.constant(log_q), 1.0).numpy()
+    got = ops.convert_to_numpy(losses.cross_entropy(ops.convert_to_tensor(R), ops.convert_to_tensor(log_q), 1.0))
     Rq = R - log_q
     want = -np.log(np.exp(np.diag(Rq[:, :3])) / np.exp(Rq).sum(1))
     np.testing.assert_allclose(got, want, rtol=1e-5)
@@ -98,7 +108,8 @@ def test_logq_subtracts_log_probability_before_softmax():
 def test_elu_final_activation():
     act = losses.final_activation("elu", 0.5)
     x = np.array([-2.0, 0.0, 3.0], np.float32)
-    np.testing.assert_allclose(act(tf.constant(x)).numpy(), [0.5 * (np.exp(-2) - 1), 0, 3], rtol=1e-6)
+    np.testing.assert_allclose(ops.convert_to_numpy(act(ops.convert_to_tensor(x))), [0.5 * (np.exp(-2) - 1), 0, 3],
+                               rtol=1e-6)
 
 
 def test_model_loss_uses_nominal_batch_and_logq():
@@ -134,7 +145,7 @@ def test_onehot_layer_is_the_original_gru_form():
     m.set_weights(w)
     m.reset_state(2)
     m.score([1, 4])
-    h0 = m.H[0].numpy()
+    h0 = ops.convert_to_numpy(m.H[0])
     scores = m.score([2, 0]).astype(np.float64)
     v = w["gru0.Wx"][[2, 0]] + w["gru0.b"]
     r, z = np.split(sig(v[:, 3:] + h0 @ w["gru0.Wrz"]), 2, axis=1)
@@ -146,23 +157,39 @@ def test_onehot_layer_is_the_original_gru_form():
 def test_reset_lanes_zeroes_only_those_lanes():
     m = GRU4Rec(5, {"layers": [3], "batch_size": 3, "n_sample": 0}, seed=0)
     m.score([0, 1, 2])
-    before = m.H[0].numpy()
+    before = ops.convert_to_numpy(m.H[0])
     m.reset_lanes([False, True, False])
     m.score([3, 3, 3])
     w = m.get_weights()
     expect = gru_library(w["Wy"][[3, 3, 3]], before * np.array([[1], [0], [1]]), w, 3)
-    np.testing.assert_allclose(m.H[0].numpy(), expect, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(ops.convert_to_numpy(m.H[0]), expect, rtol=1e-5, atol=1e-6)
 
 
 # ----- optimizer ------------------------------------------------------------------------------
+class Slots:
+    """One variable and its optimizer slots as numpy arrays, updated through the optimizer's math."""
+
+    def __init__(self, w, lr, momentum):
+        self.w = np.asarray(w, np.float32)
+        self.opt = AdagradMomentum([keras.Variable(self.w)], learning_rate=lr, momentum=momentum)
+        self.acc, self.vel = np.zeros_like(self.w), np.zeros_like(self.w)
+
+    def sparse(self, idx, g_rows):
+        rows, w, acc, vel = (ops.convert_to_numpy(x) for x in self.opt.sparse(
+            self.w, self.acc, self.vel, ops.convert_to_tensor(np.asarray(idx, np.int32)),
+            ops.convert_to_tensor(np.asarray(g_rows, np.float32))))
+        for a, new in ((self.w, w), (self.acc, acc), (self.vel, vel)):
+            a[rows] = new  # repeated rows carry identical values
+
+    def dense(self, g):
+        self.w, self.acc, self.vel = (ops.convert_to_numpy(x) for x in self.opt.dense(
+            self.w, self.acc, self.vel, ops.convert_to_tensor(np.asarray(g, np.float32))))
+
+
 def test_sparse_adagrad_momentum_by_hand():
-    w = tf.Variable(np.ones((4, 2), np.float32))
-    opt = AdagradMomentum([w], learning_rate=0.1, momentum=0.5)
-    grads = []
-    for idx, val in (([1, 1], [[1.0, 2.0], [1.0, 0.0]]), ([2], [[3.0, -1.0]])):
-        g = tf.IndexedSlices(tf.constant(val), tf.constant(idx))
-        opt.apply([g])
-        grads.append((idx, val))
+    s = Slots(np.ones((4, 2)), lr=0.1, momentum=0.5)
+    s.sparse([1, 1], [[1.0, 2.0], [1.0, 0.0]])
+    s.sparse([2], [[3.0, -1.0]])
     # step 1: row 1 gradient summed first: (2, 2); acc = 4; v = -0.1 * 2 / sqrt(4 + 1e-6)
     v1 = -0.1 * 2 / np.sqrt(4 + 1e-6)
     # step 2: row 2: acc = (9, 1); row 1 untouched: keeps its value, no momentum step
@@ -170,18 +197,18 @@ def test_sparse_adagrad_momentum_by_hand():
     want = np.ones((4, 2))
     want[1] += v1
     want[2] += v2
-    np.testing.assert_allclose(w.numpy(), want, rtol=1e-6)
-    np.testing.assert_allclose(opt.vel[0].numpy()[[0, 3]], 0)  # rows never in a batch: no state
-    # a third step on row 1 uses its momentum: v = 0.5 * v1 - 0.1 * 1 / sqrt(4 + 1 + 1e-6)
-    opt.apply([tf.IndexedSlices(tf.constant([[1.0, 1.0]]), tf.constant([1]))])
-    np.testing.assert_allclose(w.numpy()[1], 1 + v1 + 0.5 * v1 - 0.1 / np.sqrt(5 + 1e-6), rtol=1e-6)
+    np.testing.assert_allclose(s.w, want, rtol=1e-6)
+    np.testing.assert_allclose(s.vel[[0, 3]], 0)  # rows never in a batch: no state
+    # a third step on row 1 (repeated, out of order, between others) uses its momentum:
+    # v = 0.5 * v1 - 0.1 * 1 / sqrt(4 + 1 + 1e-6)
+    s.sparse([1, 3, 1], [[0.5, 0.25], [0.0, 0.0], [0.5, 0.75]])
+    np.testing.assert_allclose(s.w[1], 1 + v1 + 0.5 * v1 - 0.1 / np.sqrt(5 + 1e-6), rtol=1e-6)
 
 
 def test_dense_update_every_step():
-    w = tf.Variable([1.0, 1.0])
-    opt = AdagradMomentum([w], learning_rate=0.1, momentum=0.0)
-    opt.apply([tf.constant([2.0, 0.0])])
-    np.testing.assert_allclose(w.numpy(), [1 - 0.1 * 2 / np.sqrt(4 + 1e-6), 1.0], rtol=1e-6)
+    s = Slots([1.0, 1.0], lr=0.1, momentum=0.0)
+    s.dense([2.0, 0.0])
+    np.testing.assert_allclose(s.w, [1 - 0.1 * 2 / np.sqrt(4 + 1e-6), 1.0], rtol=1e-6)
 
 
 # ----- sampling, seeds, weights ---------------------------------------------------------------
@@ -274,8 +301,8 @@ def test_settings_read_as_the_official_code(tmp_path):
     assert (m.p["final_act"], m.p["elu_param"]) == ("elu", 0.5)  # ELU whenever elu_param > 0
     assert (m.p["batch_size"], m.p["sample_alpha"], m.p["bpreg"], m.p["learning_rate"]) == (64, 0.5, 1.0, 0.05)
     assert m.p["onehot_dropout"] == "embed" and m.p["time_sort"] is True
-    R = tf.constant([[-2.0, 1.0]])
-    np.testing.assert_allclose(m.final_act(R).numpy(), [[0.5 * (np.exp(-2) - 1), 1.0]], rtol=1e-6)
+    R = ops.convert_to_tensor(np.array([[-2.0, 1.0]], np.float32))
+    np.testing.assert_allclose(ops.convert_to_numpy(m.final_act(R)), [[0.5 * (np.exp(-2) - 1), 1.0]], rtol=1e-6)
     with pytest.raises(ValueError, match="final_act.*elu_param"):
         GRU4Rec(5, {"loss": "bpr-max", "final_act": "linear", "elu_param": 0.5}, seed=0)
     f = tmp_path / "rsc15_bpr-max_constrained.py"
@@ -338,3 +365,55 @@ def test_logged_loss_is_the_mean_per_training_event(tmp_path):
     assert len(set(lanes)) > 1 and recs[0]["events"] == sum(lanes) == len(df) - 5
     assert recs[0]["loss"] == pytest.approx(sum(row_sums) / sum(lanes), rel=1e-5)
     assert recs[0]["loss"] != pytest.approx(np.mean(np.array(row_sums) / np.array(lanes)), rel=1e-3)
+
+
+# ----- the backend ------------------------------------------------------------------------------
+def test_backend_is_the_process_one_and_recorded(tmp_path):
+    from implementations.gru4rec_keras.train import train
+
+    running = keras.backend.backend()
+    assert GRU4Rec(5, {}, seed=0).p["backend"] == running  # left out: the process's
+    assert GRU4Rec(5, {"backend": running}, seed=0).p["backend"] == running
+    other = next(b for b in BACKENDS if b != running)
+    with pytest.raises(RuntimeError, match=f"backend '{other}'.*runs on '{running}'"):
+        GRU4Rec(5, {"backend": other}, seed=0)
+    with pytest.raises(RuntimeError, match=f"already imported.*backend '{running}'"):
+        use_backend(other)
+    assert use_backend(running) == running
+    with pytest.raises(ValueError, match="backend must be one of"):
+        use_backend("numpy")
+    df = frame({1: [1, 2, 3], 2: [2, 3]})
+    data = SessionData.from_frame(df, np.arange(1, 4))
+    rec = train(GRU4Rec(3, {"layers": [2], "batch_size": 2, "n_sample": 0, "n_epochs": 1}, seed=0), data,
+                tmp_path, progress=False)[0]
+    assert rec["backend"] == running and rec["versions"]["keras"] == keras.__version__
+    assert {"tensorflow": "tensorflow", "jax": "jaxlib", "torch": "torch"}[running] in rec["versions"]
+
+
+def test_use_backend_sets_it_before_keras_is_imported():
+    code = ("import sys; from implementations.gru4rec_keras import use_backend; assert 'keras' not in sys.modules; "
+            "use_backend('torch'); import keras; print(keras.backend.backend())")
+    env = {k: v for k, v in os.environ.items() if k != "KERAS_BACKEND"}
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.strip().splitlines()[-1] == "torch"
+
+
+ROOT = Path(__file__).resolve().parents[1]
+#: set in the processes :func:`test_on_other_backend` starts (they do not start more)
+CHILD = "GRU4REC_KERAS_BACKEND_CHILD"
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_on_other_backend(backend):
+    """Every other test of this file, in a fresh process on ``backend``."""
+    if os.environ.get(CHILD) or backend == keras.backend.backend():
+        pytest.skip("this process's backend runs the tests itself")
+    pytest.importorskip({"tensorflow": "tensorflow", "jax": "jax", "torch": "torch"}[backend])
+    env = {**os.environ, "KERAS_BACKEND": backend, CHILD: "1"}
+    out = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", __file__,
+                          "-k", "not test_on_other_backend and not test_use_backend_sets"],
+                         cwd=ROOT, env=env, capture_output=True, text=True)
+    assert out.returncode == 0, f"{backend}:\n{out.stdout[-4000:]}\n{out.stderr[-2000:]}"
+    summary = out.stdout.strip().splitlines()[-1]
+    assert " passed" in summary and " failed" not in summary and " skipped" not in summary, summary

@@ -6,7 +6,7 @@ module does them for the backend Keras runs on (``keras.backend.backend()``):
 
 * differentiation (:func:`value_and_grad`): Keras 3 has no backend-agnostic
   gradient; its own trainers use ``jax.value_and_grad``,
-  ``tf.GradientTape`` and ``torch.autograd`` (``keras/src/backend/*/trainer.py``),
+  ``tensorflow.GradientTape`` and ``torch.autograd`` (``keras/src/backend/*/trainer.py``),
   and so does this function;
 * compiling a pure step (:func:`step_function`): ``pure(values, *args) ->
   (outputs, writes)`` takes the variables' values and returns the outputs and
@@ -14,7 +14,7 @@ module does them for the backend Keras runs on (``keras.backend.backend()``):
   ``("all", value)`` or ``("rows", idx, rows)`` = these rows of it). The
   wrapper applies the writes: JAX jits the whole step (XLA) and donates the
   old values, so its functional row updates are done in place; TensorFlow
-  runs it as a graph (``tf.function``, XLA with ``jit=True``) and writes rows
+  runs it as a graph (``tensorflow.function``, XLA with ``jit=True``) and writes rows
   with the variable's own ``scatter_update``; PyTorch runs it eagerly (or
   ``torch.compile`` with ``jit=True``) and writes rows with ``index_copy_``.
   A functional ``scatter_update`` of a 37k-row matrix would copy it every
@@ -57,15 +57,15 @@ def configure(seed: int, threads: int, device: str, logger=None) -> str:
     threads = int(threads)
     keras.utils.set_random_seed(int(seed))
     if name == "tensorflow":
-        tf = _module("tensorflow")
+        tensorflow = _module("tensorflow")
         try:
-            tf.config.threading.set_intra_op_parallelism_threads(threads)
-            tf.config.threading.set_inter_op_parallelism_threads(threads)
+            tensorflow.config.threading.set_intra_op_parallelism_threads(threads)
+            tensorflow.config.threading.set_inter_op_parallelism_threads(threads)
         except RuntimeError as e:  # the TF runtime was already initialised in this process
             if logger:
                 logger.warning("could not set TensorFlow threads to %s (%s)", threads, e)
-        tf.config.experimental.enable_op_determinism()
-        gpu = bool(tf.config.list_physical_devices("GPU"))
+        tensorflow.config.experimental.enable_op_determinism()
+        gpu = bool(tensorflow.config.list_physical_devices("GPU"))
     elif name == "torch":
         torch = _module("torch")
         torch.set_num_threads(threads)
@@ -85,13 +85,13 @@ def value_and_grad(fn: Callable) -> Callable:
     if name == "jax":
         return _module("jax").value_and_grad(fn, has_aux=True)
     if name == "tensorflow":
-        tf = _module("tensorflow")
+        tensorflow = _module("tensorflow")
 
         def g(diff, *rest):
-            with tf.GradientTape() as tape:
+            with tensorflow.GradientTape() as tape:
                 tape.watch(diff)
                 loss, aux = fn(diff, *rest)
-            grads = tape.gradient(loss, diff, unconnected_gradients=tf.UnconnectedGradients.ZERO)
+            grads = tape.gradient(loss, diff, unconnected_gradients=tensorflow.UnconnectedGradients.ZERO)
             return (loss, aux), grads
         return g
     torch = _module("torch")
@@ -112,10 +112,19 @@ class Spec(NamedTuple):
     dtype: str
 
 
-def _spec_tf(tf, spec):
+def take_rows(x, idx):
+    """``x[idx]`` along the first axis. On a TensorFlow variable a sparse read: once a variable
+    has been row-updated, TensorFlow copies the whole of it for every dense read (its
+    copy-on-read mode), which ``keras.ops.take`` would be."""
+    if hasattr(x, "sparse_read"):
+        return x.sparse_read(idx)
+    return keras.ops.take(x, idx, axis=0)
+
+
+def _spec_tf(tensorflow, spec):
     if isinstance(spec, Spec):
-        return tf.TensorSpec(spec.shape, spec.dtype)
-    return tuple(_spec_tf(tf, s) for s in spec)
+        return tensorflow.TensorSpec(spec.shape, spec.dtype)
+    return tuple(_spec_tf(tensorflow, s) for s in spec)
 
 
 def step_function(pure: Callable, variables: list, jit: bool = False, specs: list | None = None,
@@ -162,7 +171,7 @@ def step_function(pure: Callable, variables: list, jit: bool = False, specs: lis
         return call
 
     if name == "tensorflow":
-        tf = _module("tensorflow")
+        tensorflow = _module("tensorflow")
 
         def fn(*args):
             outputs, writes = pure([v.value for v in variables], *args)
@@ -172,11 +181,11 @@ def step_function(pure: Callable, variables: list, jit: bool = False, specs: lis
                 if w[0] == "all":
                     var.value.assign(w[1])
                 else:
-                    var.value.scatter_update(tf.IndexedSlices(w[2], w[1]))
+                    var.value.scatter_update(tensorflow.IndexedSlices(w[2], w[1]))
             return outputs
-        signature = [_spec_tf(tf, s) for s in specs] if specs is not None else None
+        signature = [_spec_tf(tensorflow, s) for s in specs] if specs is not None else None
         # autograph off: the step has no Python control flow on tensors to convert
-        return tf.function(fn, input_signature=signature, jit_compile=bool(jit), autograph=False,
+        return tensorflow.function(fn, input_signature=signature, jit_compile=bool(jit), autograph=False,
                            reduce_retracing=signature is None)
 
     torch = _module("torch")

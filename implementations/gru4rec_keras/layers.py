@@ -41,7 +41,7 @@ class ItemMatrix(keras.layers.Layer):
     @staticmethod
     def scores(h, W, b):
         """h . W^T + b: W, b the rows (or all) of the item matrix and its bias."""
-        return ops.matmul(h, ops.transpose(W)) + b[None, :]
+        return ops.einsum("bd,nd->bn", h, W) + b[None, :]  # no transposed copy of W (TensorFlow)
 
     def score(self, h, idx=None):
         """h . W[idx]^T + b[idx]; all items when ``idx`` is None."""
@@ -89,12 +89,11 @@ def gru_cell(units: int, kernel, recurrent_kernel, bias, x, h):
     """``keras.layers.GRUCell(reset_after=True)`` on its weights' values: gate blocks
     (update z, reset r, new n) along the columns, ``bias`` = (input bias, recurrent bias);
     h' = z * h + (1 - z) * n, n = tanh(x W_n + b_n + r * (h U_n + c_n))."""
-    H = units
-    xk = ops.matmul(x, kernel) + bias[0]
-    hk = ops.matmul(h, recurrent_kernel) + bias[1]
-    z = ops.sigmoid(xk[:, :H] + hk[:, :H])
-    r = ops.sigmoid(xk[:, H:2 * H] + hk[:, H:2 * H])
-    n = ops.tanh(xk[:, 2 * H:] + r * hk[:, 2 * H:])
+    x_z, x_r, x_n = ops.split(ops.matmul(x, kernel) + bias[0], 3, axis=-1)
+    h_z, h_r, h_n = ops.split(ops.matmul(h, recurrent_kernel) + bias[1], 3, axis=-1)
+    z = ops.sigmoid(x_z + h_z)
+    r = ops.sigmoid(x_r + h_r)
+    n = ops.tanh(x_n + r * h_n)
     return z * h + (1.0 - z) * n
 
 

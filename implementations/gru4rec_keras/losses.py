@@ -18,7 +18,7 @@ LOSSES = ("cross-entropy", "top1", "bpr", "top1-max", "bpr-max")
 def _diagonal(R):
     """Score of each row's target, as a column (B, 1)."""
     b = ops.shape(R)[0]
-    return ops.take_along_axis(R, ops.arange(b)[:, None], axis=1)
+    return ops.reshape(ops.diagonal(R[:, :b]), (-1, 1))
 
 
 def _target_mask(R):

@@ -331,18 +331,18 @@ class GRU4Rec:
         return [where[name] for name in self.sparse_names]
 
     def _forward(self, diff, H, masks, log_q):
-        """Loss (sum over lanes / nominal batch size) from the gathered rows and dense values."""
+        """Loss (sum over lanes / nominal batch size) from the gathered rows and dense values.
+        ``diff``: the rows of each sparse variable (constrained mode: Wy's input rows first, then
+        its output rows, gathered apart so that neither is a slice of the other), then the dense values."""
+        if self.mode == "constrained":
+            first, diff = diff[0], diff[1:]
         ns = len(self.sparse_names)
         rows = dict(zip(self.sparse_names, diff[:ns]))
         dense = dict(zip(self.dense_names, diff[ns:]))
-        Wy = rows["Wy"]
-        if self.mode == "constrained":
-            lanes = ops.shape(H[0])[0]
-            first, Wy = Wy[:lanes], Wy[lanes:]
-        else:
+        if self.mode != "constrained":
             first = rows[self._input_name()]
         H_new = self._network(first, H, dense, masks)
-        R = self.final_act(ItemMatrix.scores(H_new[-1], Wy, rows["By"]))
+        R = self.final_act(ItemMatrix.scores(H_new[-1], rows["Wy"], rows["By"]))
         loss_sum = ops.sum(losses.row_losses(self.p["loss"], R, log_q, self.p["logq"], self.p["bpreg"]))
         # the loss SPEC.md defines: summed over the lanes / NOMINAL batch size
         return loss_sum / float(self.p["batch_size"]), (loss_sum, H_new)
@@ -374,8 +374,12 @@ class GRU4Rec:
             log_q = ops.concatenate([ops.take(self.log_support, out_idx, axis=0),
                                      self.p["sample_alpha"] * ops.take(self.log_support, neg_idx, axis=0)])
         ns = len(self.sparse_names)
-        diff = [ops.take(w[i], idx[i], axis=0) for i in range(ns)] + list(w[ns:])
+        diff = [compiled.take_rows(w[i], idx[i]) for i in range(ns)] + list(w[ns:])
+        if self.mode == "constrained":  # Wy's input rows and output rows apart
+            diff = [compiled.take_rows(w[0], in_idx), compiled.take_rows(w[0], Y)] + diff[1:]
         (_, (loss_sum, H_new)), grads = compiled.value_and_grad(self._forward)(diff, H, masks, log_q)
+        if self.mode == "constrained":
+            grads = [ops.concatenate([grads[0], grads[1]])] + list(grads[2:])
         w_out, acc_out, vel_out = [], [], []
         for i in range(nw):
             if i < ns:

@@ -9,16 +9,19 @@ not even from their momentum. Dense parameters (GRU weights) update every
 step. The optimizer is pure ``keras.ops`` math on values: :meth:`dense` and
 :meth:`sparse` return the new values, which the compiled step writes back
 (:mod:`.compiled`). A sparse gradient is the gradient with respect to the
-gathered rows ``W[idx]`` (``idx`` may repeat): the indices are sorted, the
-gradients of equal indices summed (``segment_sum``), and every position gets
-its row's sum, so repeated indices carry identical new rows and writing them
-in any order gives the same result (static shapes: no ``unique``, which XLA
-cannot compile).
+gathered rows ``W[idx]`` (``idx`` may repeat): the gradients of equal indices
+are summed (``segment_sum`` over each position's representative, the position
+of one occurrence of its row), and every position gets its row's sum, so
+repeated indices carry identical new rows and writing them in any order gives
+the same result (static shapes: no ``unique``, which XLA cannot compile; no
+sort, measured slower).
 """
 from __future__ import annotations
 
 import keras
 from keras import ops
+
+from .compiled import take_rows
 
 EPS = 1e-6
 
@@ -47,16 +50,15 @@ class AdagradMomentum:
     def sparse(self, w, acc, vel, idx, g_rows):
         """(indices, new w rows, new acc rows, new vel rows) for the rows ``idx``, whose
         gradients (one per position, repeats allowed) are ``g_rows``."""
-        order = ops.argsort(idx)
-        rows = ops.take(idx, order, axis=0)
-        g = ops.take(g_rows, order, axis=0)
-        n = ops.shape(rows)[0]
-        first = ops.concatenate([ops.ones((1,), "int32"), ops.cast(rows[1:] != rows[:-1], "int32")])
-        segment = ops.cumsum(first) - 1
-        g = ops.take(ops.segment_sum(g, segment, num_segments=n), segment, axis=0)
-        acc_rows = ops.take(acc, rows, axis=0) + g * g
-        v_rows = self._step(g, acc_rows, ops.take(vel, rows, axis=0))
-        return rows, ops.take(w, rows, axis=0) + v_rows, acc_rows, v_rows
+        n = ops.shape(idx)[0]
+        # each position's representative: the position of one occurrence of its row (a
+        # scatter of the positions into an item-sized buffer; which repeat wins does not matter)
+        buffer = ops.scatter_update(ops.zeros((w.shape[0],), "int32"), idx[:, None], ops.arange(n, dtype="int32"))
+        rep = ops.take(buffer, idx, axis=0)
+        g = ops.take(ops.segment_sum(g_rows, rep, num_segments=n), rep, axis=0)
+        acc_rows = take_rows(acc, idx) + g * g
+        v_rows = self._step(g, acc_rows, take_rows(vel, idx))
+        return idx, take_rows(w, idx) + v_rows, acc_rows, v_rows
 
     def slots(self) -> dict:
         out = {}
