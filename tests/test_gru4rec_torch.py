@@ -610,25 +610,45 @@ class _ReplayedOnCPU(GraphedSteps):
         self.graph = types.SimpleNamespace(replay=self._body)
 
 
-@pytest.mark.parametrize("params", [
+GRAPH_SETTINGS = [
     dict(loss="cross-entropy", n_sample=16, logq=1.0, sample_alpha=0.5, dropout_p_hidden=0.3),
-    dict(loss="bpr-max", n_sample=16, elu_param=0.5, constrained_embedding=False, embedding=0, dropout_p_hidden=0.2),
-    dict(loss="top1", final_act="tanh", n_sample=0, constrained_embedding=False, embedding=0, dropout_p_hidden=0.5),
-])
-def test_graphed_steps_train_exactly_as_eager_steps(params):
-    """One epoch through the graph-step runner (fixed buffers, lanes reset
-    through the buffer, the batch shrinking at the end) gives bit for bit the
-    weights, loss and state of the eager runner."""
+    dict(loss="bpr-max", n_sample=16, elu_param=0.5, constrained_embedding=False, embedding=0, dropout_p_embed=0.2),
+    # the 2016 one-hot setting: no extra samples, dropout after the GRU (Theano rule)
+    dict(loss="top1", final_act="tanh", n_sample=0, constrained_embedding=False, embedding=0, dropout_p_hidden=0.5,
+         onehot_dropout="hidden"),
+    dict(loss="bpr", n_sample=8, constrained_embedding=False, embedding=5, dropout_p_embed=0.2,
+         dropout_p_hidden=0.3, layers=[8, 6], momentum=0.2),
+]
+
+
+def _make_group(params, seeds, deterministic=None):
+    """A factory of the model of test data (cyclic_sessions): one seed, or several together."""
     df = cyclic_sessions()
     item_ids = item_index(df)
     data = session_data(df, item_ids)
     support = np.bincount(data.items, minlength=len(item_ids))
-    p = dict(layers=[8], batch_size=4, **params)
+    p = {"layers": [8], "batch_size": 4, **params}
+
+    def make():
+        models = [GRU4Rec(len(item_ids), p, seed=s, support=support, deterministic=deterministic) for s in seeds]
+        return SeedsTogether(models) if len(models) > 1 else models[0]
+    return make, data
+
+
+@pytest.mark.parametrize("seeds", [[2], [2, 5, 9]], ids=["alone", "together"])
+@pytest.mark.parametrize("params", GRAPH_SETTINGS)
+def test_graphed_steps_train_exactly_as_eager_steps(params, seeds):
+    """One epoch through the graph-step runner (fixed buffers, lanes reset
+    through the buffer, dropout keys through the buffer, the batch shrinking
+    at the end) gives bit for bit the weights, loss and state of the eager
+    runner: one seed, and seeds together; one-hot input with and without
+    extra samples included."""
+    make, data = _make_group(params, seeds)
     results = []
     for runner in (EagerSteps, _ReplayedOnCPU):
-        model = GRU4Rec(len(item_ids), p, seed=2, support=support)
+        model = make()
         model.H = model.zero_state(4)
-        loss_sum = torch.zeros(())
+        loss_sum = torch.zeros(model.loss_shape)
         run = runner(model, loss_sum)
         steps = list(session_parallel(data, 4, min_lanes=2 if params["n_sample"] == 0 else 1))
         assert any(s.reset is not None for s in steps) and any(s.keep is not None for s in steps)
@@ -637,27 +657,51 @@ def test_graphed_steps_train_exactly_as_eager_steps(params):
         run.finish()
         if runner is _ReplayedOnCPU:
             assert run.graph is not None and run.eager_steps == WARMUP_STEPS
-        results.append((float(loss_sum), [t.detach().clone() for t in model.net.parameters()],
+        models = getattr(model, "models", [model])
+        assert models[0].has_dropout
+        results.append((loss_sum.clone(), [t.detach().clone() for m in models for t in m.net.parameters()],
                         [h.clone() for h in model.H]))
     (l0, w0, h0), (l1, w1, h1) = results
-    assert l0 == l1
+    assert torch.equal(l0, l1)
     for a, b in zip(w0 + h0, w1 + h1):
         assert torch.equal(a, b)
 
 
-def test_the_gpu_check_of_a_graph_passes_replays_of_the_same_step(monkeypatch):
+@pytest.mark.parametrize("seeds", [[2], [2, 5]], ids=["alone", "together"])
+def test_the_gpu_check_of_a_graph_passes_replays_of_the_same_step(monkeypatch, seeds):
     """steps.graph_against_eager (the GPU check of gpu_check.py and the CUDA
     tests), run here with the capture replaced: three bit-equal runs pass."""
     from implementations.gru4rec_torch import steps
 
     monkeypatch.setattr(steps, "GraphedSteps", _ReplayedOnCPU)
-    df = cyclic_sessions()
-    item_ids = item_index(df)
-    data = session_data(df, item_ids)
-    p = dict(layers=[8], batch_size=4, loss="cross-entropy", n_sample=16, dropout_p_hidden=0.3)
-    r = steps.graph_against_eager(lambda: GRU4Rec(len(item_ids), p, seed=2), data, n_steps=40)
-    assert r["captured"] and r["finite"] and r["same"]
+    make, data = _make_group(GRAPH_SETTINGS[0], seeds)
+    r = steps.graph_against_eager(make, data, n_steps=40)
+    assert r["captured"] and r["finite"] and r["same"] and r["reproducible"]
     assert r["eager"] == r["again"] == r["graph"] and r["spread"] == r["diff"] == 0.0
+
+
+@pytest.mark.parametrize("fault", ["frozen mask", "stale negatives", "stale reset"])
+def test_the_gpu_check_of_a_graph_fails_a_frozen_mask_or_a_stale_buffer(monkeypatch, fault):
+    """The same check fails when the replays reuse the first replay's dropout
+    key (a mask frozen at the capture), its negatives or its reset flags."""
+    from implementations.gru4rec_torch import steps
+
+    class Faulty(_ReplayedOnCPU):
+        def _load(self, step, negatives):
+            first = not hasattr(self, "_seen")
+            self._seen = True
+            B = self.lanes
+            keep = self._inputs.clone()
+            super()._load(step, negatives if first or fault != "stale negatives" else self._negatives.clone())
+            if not first and fault == "frozen mask":
+                self._inputs[3 * B:] = keep[3 * B:]
+            if not first and fault == "stale reset":
+                self._inputs[2 * B:3 * B] = keep[2 * B:3 * B]
+
+    monkeypatch.setattr(steps, "GraphedSteps", Faulty)
+    make, data = _make_group(GRAPH_SETTINGS[0], [2])
+    r = steps.graph_against_eager(make, data, n_steps=60)
+    assert r["captured"] and r["reproducible"] and not r["same"], r
 
 
 def test_step_runner_is_eager_on_the_cpu():

@@ -584,18 +584,31 @@ class GRU4Rec:
         parts = []
         n_pred = int(data.n_events - data.n_sessions)
         bar = tqdm(total=n_pred, disable=not progress, desc="evaluate", unit="ev", mininterval=2)
-        for step in session_parallel(data, self.params["eval_batch_size"], with_positions=True):
+        steps = list(session_parallel(data, self.params["eval_batch_size"], with_positions=True))
+        # every step's indices, reset flags and kept lanes go to the device at once: the loop
+        # below makes no host-device copy and waits for nothing (one read-back at the end)
+        dev = self.device
+        flat = {k: torch.from_numpy(np.concatenate([np.zeros(0, dt)] + v)).to(dev) for k, v, dt in (
+            ("in", [st.in_idx for st in steps], np.int64), ("out", [st.out_idx for st in steps], np.int64),
+            ("reset", [st.reset for st in steps if st.reset is not None], bool),
+            ("keep", [st.keep for st in steps if st.keep is not None], np.int64))}
+        at = dict.fromkeys(flat, 0)
+
+        def take(key, n):
+            at[key] += n
+            return flat[key][at[key] - n:at[key]]
+        for step in steps:
             if step.keep is not None:
-                self.keep_lanes(step.keep)
+                self.keep_lanes(take("keep", len(step.keep)))
             if step.reset is not None:
-                self.reset_lanes(step.reset)
-            scores = self.score_tensor(step.in_idx)
-            target = _as_index(step.out_idx, self.device)
-            t = scores.gather(1, target.unsqueeze(1))
+                self.reset_lanes(take("reset", len(step.reset)))
+            n = len(step.in_idx)
+            scores = self.score_tensor(take("in", n))
+            t = scores.gather(1, take("out", n).unsqueeze(1))
             higher = (scores > t).sum(1)
             ties = (scores == t).sum(1) - 1
             parts.append((step.session, step.position, step.out_idx, higher, ties))
-            bar.update(len(step.in_idx))
+            bar.update(n)
         bar.close()
         self.H = saved_H
         if not parts:

@@ -79,6 +79,7 @@ class SeedsTogether:
         self._input_name = m0._input_name
         self._logq_shift = m0._logq_shift
         self.loss_shape = (S,)
+        self.dropout_mask_fn = None  # the test hook is for a model alone (refused above)
         self._rows = n + 1  # rows per seed in the flat tables: the items and the spare row
         self._base = torch.arange(S, device=dev).unsqueeze(1) * self._rows  # (S, 1)
         self._slot = torch.zeros(S * self._rows, dtype=torch.int64, device=dev)

@@ -11,15 +11,21 @@ buffers first (one host-to-device copy of the batch's indices and reset
 flags, one device copy of the extra samples): 3,674 mini-batches/s
 (cross-entropy) on the same H100.
 
-It runs the eager step's kernels on the same tensors; the dropout generator
-is registered with the graph, so each replay draws fresh masks from it.
-``benchmarks/gpu_check.py`` trains both ways from one seed and compares
-(on the H100: the graph within the spread of two eager runs, which differ
-because ``index_add_`` on a GPU adds in no fixed order); a CPU test replays
-the captured body in place of the graph against the eager steps, bit for bit.
+It runs the eager step's kernels on the same tensors. The dropout masks are
+counter-based (``model.dropout_mask``: a hash of the seed's key, the step,
+the site and the element), and each step's key travels in the input buffer,
+so a replay draws exactly the eager step's masks. The same runner takes a
+seeds.SeedsTogether (all seeds of a run in one graph). With
+``deterministic`` (or ``torch.use_deterministic_algorithms``) repeated rows
+are summed in a fixed order (``model.one_hot_sum``) instead of by
+``index_add_``, which on a GPU adds in no fixed order.
+:func:`graph_against_eager` (``benchmarks/gpu_check.py``, the CUDA tests)
+trains both ways from one seed and asks for float32 tolerance; a CPU test
+replays the captured body in place of the graph against the eager steps, bit
+for bit.
 
 Where a graph cannot be used, the step runs eagerly: on the CPU;
-with an injected dropout mask (a test hook);
+with an injected dropout mask (a test hook, ``dropout_mask_fn``);
 for the few mini-batches of an epoch's end where the batch has shrunk; and
 everywhere when ``GRU4REC_TORCH_CUDA_GRAPH=0``.
 """
@@ -70,7 +76,7 @@ class GraphedSteps(EagerSteps):
 
     def __init__(self, model: GRU4Rec, loss_sum: torch.Tensor):
         super().__init__(model, loss_sum)
-        self.lanes = model.H[0].shape[0]
+        self.lanes = model.H[0].shape[-2]  # (lanes, hidden), or (seeds, lanes, hidden) seeds together
         dev = model.device
         # one buffer for the step's host inputs: input items, targets, 1 where the lane
         # resets, and the dropout key of each seed (model.next_dropout_key, dropout_mask)
@@ -162,21 +168,34 @@ class GraphedSteps(EagerSteps):
             self._in_graph = False
 
 
-def graph_against_eager(make_model, data, n_steps: int | None = None) -> dict:
+def _weights(model) -> torch.Tensor:
+    """Every weight of a GRU4Rec or of each seed of a seeds.SeedsTogether, as one vector."""
+    models = getattr(model, "models", [model])
+    return torch.cat([t.detach().reshape(-1) for m in models for t in m.net.parameters()])
+
+
+#: float32 tolerance of :func:`graph_against_eager`: relative on the loss sums,
+#: (rtol, atol) on the weights
+LOSS_RTOL, WEIGHT_RTOL, WEIGHT_ATOL = 1e-6, 1e-5, 1e-6
+
+
+def graph_against_eager(make_model, data, n_steps: int | None = None, deterministic: bool = True) -> dict:
     """The check of a graph on a GPU (tests/test_gru4rec_torch_cuda.py,
     benchmarks/gpu_check.py): train ``n_steps`` mini-batches of ``data`` (None:
-    one epoch) from ``make_model()`` (a fresh model, the same seed each call)
-    eagerly twice and as graph replays once.
+    one epoch) from ``make_model()`` (a fresh GRU4Rec or seeds.SeedsTogether,
+    the same seeds each call) eagerly twice and as graph replays once, with
+    repeated rows summed in a fixed order (``deterministic``, one_hot_sum).
 
-    Returns the three loss sums (``eager``, ``again``, ``graph``), the largest
-    weight difference of the second eager run and of the graph to the first
-    (``spread``, ``diff``), ``captured`` (the graph ran; else ``failure``
-    says why), ``finite`` (every run's weights) and ``same``: the graph's loss
-    sum lies within 10 times the two eager runs' difference, or within 0.1%.
-    (Two eager runs differ: ``index_add_`` on a GPU sums repeated rows in no
-    fixed order, and Adagrad's first steps, about ``lr`` whatever the
-    gradient, turn that rounding into large single-weight differences; so the
-    loss sums decide, and the weight differences are only reported.)
+    Returns the three loss sums (``eager``, ``again``, ``graph``; summed over
+    the seeds), the largest weight difference of the second eager run and of
+    the graph to the first (``spread``, ``diff``), ``captured`` (the graph
+    ran; else ``failure`` says why), ``finite`` (every run's weights),
+    ``reproducible`` (the two eager runs agree bit for bit) and ``same``: the
+    graph's loss sum within ``LOSS_RTOL`` of the eager one and every weight
+    within float32 tolerance (``WEIGHT_RTOL``, ``WEIGHT_ATOL``). The replays
+    draw the eager steps' dropout masks (counter-based, model.dropout_mask) and
+    run the eager steps' kernels, so a frozen mask, a stale input buffer or a
+    state not handed over fails it.
     """
     from .data import session_parallel
 
@@ -184,9 +203,11 @@ def graph_against_eager(make_model, data, n_steps: int | None = None) -> dict:
     out = {"captured": False, "failure": None}
     for runner in (EagerSteps, EagerSteps, GraphedSteps):
         model = make_model()
+        if deterministic:
+            model.deterministic = True
         p = model.params
         model.H = model.zero_state(min(p["batch_size"], data.n_sessions))
-        loss_sum = torch.zeros((), device=model.device)
+        loss_sum = torch.zeros(model.loss_shape, device=model.device)
         run = runner(model, loss_sum)
         for i, step in enumerate(session_parallel(data, p["batch_size"], min_lanes=2 if p["n_sample"] == 0 else 1)):
             if i == n_steps:
@@ -195,14 +216,56 @@ def graph_against_eager(make_model, data, n_steps: int | None = None) -> dict:
         run.finish()
         if runner is GraphedSteps:
             out.update(captured=run.graph is not None and run.failed is None, failure=run.failed)
-        sums.append(float(loss_sum))
-        weights.append(torch.cat([t.detach().reshape(-1) for t in model.net.parameters()]))
+        sums.append(float(loss_sum.sum()))
+        weights.append(_weights(model))
     (eager, again, graph), (w0, w1, wg) = sums, weights
     out.update(eager=eager, again=again, graph=graph,
                spread=(w1 - w0).abs().max().item(), diff=(wg - w0).abs().max().item(),
                finite=all(bool(torch.isfinite(w).all()) for w in weights),
-               same=abs(graph - eager) <= max(10 * abs(again - eager), 1e-3 * abs(eager)))
+               reproducible=eager == again and bool(torch.equal(w0, w1)),
+               same=abs(graph - eager) <= LOSS_RTOL * abs(eager)
+               and bool(torch.allclose(wg, w0, rtol=WEIGHT_RTOL, atol=WEIGHT_ATOL)))
     return out
+
+
+def time_steps(model, data, n_steps: int = 1000, warmup: int = 50) -> dict:
+    """Time ``n_steps`` training mini-batches of ``data`` after ``warmup`` ones
+    (the graph is captured within the warm-up), run as training runs them
+    (:func:`step_runner`: graph replays on a GPU). ``model``: a GRU4Rec or a
+    seeds.SeedsTogether. Returns ``steps``, ``seconds`` (wall), ``events`` (per
+    seed), ``events_per_s`` (per seed), ``seed_events_per_s`` (times the seeds),
+    ``mbatches_per_s``, ``cpu_seconds`` of this process, ``seeds`` and
+    ``graph`` (whether graph replays ran). Starts from a zero state; the
+    epoch's end is not reached when ``data`` has enough sessions."""
+    import time
+
+    from .data import session_parallel
+
+    p, dev = model.params, model.device
+    model.H = model.zero_state(min(p["batch_size"], data.n_sessions))
+    loss_sum = torch.zeros(model.loss_shape, device=dev)
+    run = step_runner(model, loss_sum)
+    events = done = 0
+    t0 = c0 = None
+    for i, step in enumerate(session_parallel(data, p["batch_size"], min_lanes=2 if p["n_sample"] == 0 else 1)):
+        if i == warmup:
+            if dev.type == "cuda":
+                torch.cuda.synchronize(dev)
+            t0, c0, events = time.perf_counter(), time.process_time(), 0
+        if i == warmup + n_steps:
+            break
+        run(step, model.next_negatives())
+        events += len(step.in_idx)
+        done = i + 1 - warmup
+    float(loss_sum.sum())  # waits for the device
+    if t0 is None:
+        raise ValueError(f"time_steps: data has fewer than {warmup} warm-up mini-batches")
+    seconds, cpu = time.perf_counter() - t0, time.process_time() - c0
+    run.finish()
+    seeds = getattr(model, "n_seeds", 1)
+    return {"steps": done, "seconds": seconds, "events": events, "events_per_s": events / seconds,
+            "seed_events_per_s": seeds * events / seconds, "mbatches_per_s": done / seconds, "cpu_seconds": cpu,
+            "seeds": seeds, "graph": isinstance(run, GraphedSteps) and run.graph is not None and run.failed is None}
 
 
 def graphs_enabled() -> bool:
