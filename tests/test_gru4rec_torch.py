@@ -860,6 +860,20 @@ def test_dropout_masks_are_a_function_of_key_step_site_and_element():
     assert torch_model.mix32(123456789) == torch_model.mix32(torch.tensor(123456789)).item()
 
 
+@pytest.mark.skipif(not cpu_kernels.AVAILABLE, reason="numba is not installed: the fused CPU kernel is not used")
+@pytest.mark.parametrize("p", [0.1, 0.5, 0.77])
+def test_the_cpu_mask_kernel_draws_the_masks_of_the_tensor_operations(p):
+    """cpu_kernels.dropout_masks (the CPU path) and the tensor operations (what
+    a GPU and a CUDA graph run) give the same bits: one key, a seed batch of keys."""
+    for step in range(20):
+        for shape, key in (((32, 100), torch_model.step_key(3, step)),
+                           ((5, 7, 30), torch.tensor([torch_model.step_key(k, step) for k in range(5)]))):
+            for site in (0, 1, 3):
+                fused = torch_model.dropout_mask(shape, site, key, p)
+                plain = torch_model.dropout_mask(shape, site, key, p, cpu_kernel=False)
+                assert torch.equal(fused, plain) and fused.shape == shape and fused.dtype == torch.float32
+
+
 @pytest.mark.parametrize("together", [False, True])
 def test_fixed_order_sums_of_repeated_rows_train_as_index_add(together):
     """deterministic=True (a 0/1-matrix product instead of index_add_ for the

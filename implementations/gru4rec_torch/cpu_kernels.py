@@ -9,6 +9,10 @@ once. Same arithmetic, element by element (``acc += g^2``, ``v = momentum *
 v - lr * g / sqrt(acc + eps)``, ``w += v``), serial and so deterministic; it
 agrees with the PyTorch path to float32 rounding (tests/test_gru4rec_torch.py).
 
+``dropout_masks`` draws the counter-based dropout masks of model.py in one
+pass (the same integer hash, so the same bits as the tensor operations a
+GPU runs; tested).
+
 Only used for float32 tensors on the CPU; on a GPU the PyTorch path stays
 (it makes no host synchronisation). ``AVAILABLE`` is False when numba cannot
 be imported, and the PyTorch path is used everywhere.
@@ -56,10 +60,36 @@ def _compile(cache: bool):
     return numba.njit(_rows_update, nogil=True, cache=cache, error_model="numpy", boundscheck=False)
 
 
+def _dropout_masks(out, keys, first, threshold, scale):  # pragma: no cover - compiled
+    """``out[s, i] = scale`` if the top 24 bits of mix32((first + i) ^ keys[s]) are
+    below ``threshold``, else 0: model.dropout_mask (the same integer hash,
+    model.mix32) in one pass instead of some twenty tensor operations."""
+    S, n = out.shape
+    m32 = np.int64(0xFFFFFFFF)
+    for s in range(S):
+        k = keys[s]
+        for i in range(n):
+            x = (first + i) ^ k
+            x ^= x >> 16
+            x = (x * np.int64(0x7FEB352D)) & m32
+            x ^= x >> 15
+            x = (x * np.int64(0x2C1B3C6D)) & m32
+            x ^= x >> 13
+            x = (x * np.int64(0x297A2D39)) & m32
+            x ^= x >> 16
+            out[s, i] = scale if (x >> 8) < threshold else np.float32(0.0)
+
+
+def _compile_masks(cache: bool):
+    return numba.njit(_dropout_masks, nogil=True, cache=cache, error_model="numpy", boundscheck=False)
+
+
 if AVAILABLE:
     try:  # the machine code is cached next to this file (or in numba's user cache)
         rows_update = _compile(cache=True)
+        dropout_masks = _compile_masks(cache=True)
     except RuntimeError:  # pragma: no cover - nowhere writable: compile once per process
         rows_update = _compile(cache=False)
+        dropout_masks = _compile_masks(cache=False)
 else:  # pragma: no cover
-    rows_update = None
+    rows_update = dropout_masks = None

@@ -24,7 +24,7 @@ from torch import nn
 
 from gru4rec_repro.gru4rec_params import OFFICIAL_DEFAULTS, OUR_DEFAULTS, dropout_rates, resolve
 
-from . import losses
+from . import cpu_kernels, losses
 from .data import session_data, session_parallel
 from .optim import SparseAdagradMomentum
 from .sampling import SampleStore
@@ -283,7 +283,7 @@ def step_key(key: int, step: int) -> int:
 _ELEMENTS: dict = {}
 
 
-def dropout_mask(shape: tuple, site: int, dkey, p: float) -> torch.Tensor:
+def dropout_mask(shape: tuple, site: int, dkey, p: float, cpu_kernel: bool = True) -> torch.Tensor:
     """The scaled dropout mask (0 or 1 / (1 - p), float32) of site number
     ``site`` for a tensor of ``shape`` (B, d), or (S, B, d) with one key per seed.
 
@@ -292,18 +292,26 @@ def dropout_mask(shape: tuple, site: int, dkey, p: float) -> torch.Tensor:
     the site is kept when the top 24 bits of ``mix32((site << 24 + i) ^ dkey)``
     fall below ``(1 - p) * 2^24``: a counter-based draw, the same on every
     device and in a CUDA graph (where a generator's state would be captured).
+    On the CPU the same hash runs as one numba pass (cpu_kernels.dropout_masks;
+    ``cpu_kernel=False``: the tensor operations a GPU runs).
     """
     n = shape[-2] * shape[-1]
     if n >= 1 << SITE_SHIFT:
         raise ValueError(f"dropout site of {n} elements: more than the mask hash numbers ({1 << SITE_SHIFT})")
     device = dkey.device if isinstance(dkey, torch.Tensor) else torch.device("cpu")
+    threshold = int(round((1.0 - p) * (1 << SITE_SHIFT)))
+    if device.type == "cpu" and cpu_kernel and cpu_kernels.AVAILABLE:  # one pass of the same hash (numba)
+        keys = dkey.reshape(-1).numpy() if isinstance(dkey, torch.Tensor) else np.array([dkey], dtype=np.int64)
+        out = np.empty((len(keys), n), dtype=np.float32)
+        cpu_kernels.dropout_masks(out, keys, site << SITE_SHIFT, threshold, np.float32(1.0 / (1.0 - p)))
+        return torch.from_numpy(out).view(shape)
     key = (site, n, device)
     elems = _ELEMENTS.get(key)
     if elems is None:
         elems = _ELEMENTS[key] = torch.arange(n, dtype=torch.int64, device=device) + (site << SITE_SHIFT)
     k = dkey.unsqueeze(-1) if isinstance(dkey, torch.Tensor) and dkey.dim() == 1 else dkey
     u = mix32(elems.bitwise_xor(k))
-    keep = u.bitwise_right_shift_(8).lt_(int(round((1.0 - p) * (1 << SITE_SHIFT))))
+    keep = u.bitwise_right_shift_(8).lt_(threshold)
     return keep.view(shape).to(torch.float32).mul_(1.0 / (1.0 - p))
 
 
