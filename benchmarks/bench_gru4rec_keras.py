@@ -30,7 +30,6 @@ THREADS = None
 
 
 def bench(setting: str, train: pd.DataFrame, steps: int, warmup: int, jit: bool, device: str) -> dict:
-    import keras
     from keras import ops
 
     from implementations.gru4rec_keras import compiled
@@ -43,7 +42,7 @@ def bench(setting: str, train: pd.DataFrame, steps: int, warmup: int, jit: bool,
     item_ids = item_index(train)
     support = item_support(train, item_ids)
     data = SessionData.from_frame(train, item_ids)
-    with keras.device(device.strip("/").lower()):
+    with compiled.device_scope(device):
         model = GRU4Rec(len(item_ids), params, seed=1, support=support)
         p = model.p
         store = SampleStore(support, p["n_sample"], p["sample_alpha"], p["sample_store_size"],

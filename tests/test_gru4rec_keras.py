@@ -175,15 +175,16 @@ class Slots:
         self.acc, self.vel = np.zeros_like(self.w), np.zeros_like(self.w)
 
     def sparse(self, idx, g_rows):
+        t = ops.convert_to_tensor
         rows, w, acc, vel = (ops.convert_to_numpy(x) for x in self.opt.sparse(
-            self.w, self.acc, self.vel, ops.convert_to_tensor(np.asarray(idx, np.int32)),
-            ops.convert_to_tensor(np.asarray(g_rows, np.float32))))
+            t(self.w), t(self.acc), t(self.vel), t(np.asarray(idx, np.int32)), t(np.asarray(g_rows, np.float32))))
         for a, new in ((self.w, w), (self.acc, acc), (self.vel, vel)):
             a[rows] = new  # repeated rows carry identical values
 
     def dense(self, g):
+        t = ops.convert_to_tensor
         self.w, self.acc, self.vel = (ops.convert_to_numpy(x) for x in self.opt.dense(
-            self.w, self.acc, self.vel, ops.convert_to_tensor(np.asarray(g, np.float32))))
+            t(self.w), t(self.acc), t(self.vel), t(np.asarray(g, np.float32))))
 
 
 def test_sparse_adagrad_momentum_by_hand():

@@ -26,6 +26,7 @@ that no ``import`` of a backend appears in the model code.
 """
 from __future__ import annotations
 
+import contextlib
 import importlib
 from typing import Callable, NamedTuple
 
@@ -76,6 +77,21 @@ def configure(seed: int, threads: int, device: str, logger=None) -> str:
     if device in ("gpu", "cuda") and not gpu and logger:
         logger.warning("device %r asked for but Keras/%s sees no GPU; using the CPU", device, name)
     return "gpu" if gpu and device in ("auto", "gpu", "cuda") else "cpu"
+
+
+def fixed_shapes(jit: bool) -> bool:
+    """Whether compiled steps should keep one shape: XLA compiles once per shape (JAX always,
+    TensorFlow with ``jit``), a second or more each (measured in README.md)."""
+    return backend() == "jax" or (backend() == "tensorflow" and bool(jit))
+
+
+def device_scope(device: str):
+    """``keras.device`` for ``"/CPU:0"`` or ``"/GPU:0"``. Not on torch: there ``keras.device``
+    breaks building a ``GRUCell`` (Keras 3.15: its int seed variable is made to require
+    gradients); Keras' torch backend puts everything on the GPU when torch sees one."""
+    if backend() == "torch":
+        return contextlib.nullcontext()
+    return keras.device(device.strip("/").lower())
 
 
 def value_and_grad(fn: Callable) -> Callable:

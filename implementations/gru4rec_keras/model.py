@@ -117,7 +117,8 @@ class GRU4Rec:
         # one seed, three independent streams: weight init, dropout, extra samples
         init_seed, dropout_seed, sample_seed = (int(x) for x in np.random.SeedSequence(self.seed).generate_state(3))
         self.init_seed, self.sample_seed = init_seed, sample_seed
-        self.generator = keras.random.SeedGenerator(dropout_seed, name="dropout_generator")
+        # 31 bits: the torch backend holds the generator's seed as a signed int32
+        self.generator = keras.random.SeedGenerator(dropout_seed >> 1, name="dropout_generator")
 
         self.Wy = ItemMatrix(self.n_items, self.units[-1], bias=True, name="Wy")
         self.E = ItemMatrix(self.n_items, d_in, name="E") if self.mode == "embedding" else None
@@ -166,6 +167,9 @@ class GRU4Rec:
         self.log_support = ops.convert_to_tensor(
             (np.log(support) if support is not None else np.zeros(self.n_items)).astype(np.float32))
         self.final_act = losses.final_activation(p["final_act"], p["elu_param"])
+        #: fixed-shape steps (a backend that compiles once per shape): the shrinking tail of an
+        #: epoch is padded to the batch size, the evaluation's to its first width
+        self.pad = compiled.fixed_shapes(p["jit_compile"])
         self._build_functions()
         self.H = self._zero_state(p["batch_size"])
         self._pending_reset: np.ndarray | None = None
@@ -330,7 +334,7 @@ class GRU4Rec:
                  "E": in_idx, "gru0.Wx": in_idx}
         return [where[name] for name in self.sparse_names]
 
-    def _forward(self, diff, H, masks, log_q):
+    def _forward(self, diff, H, masks, log_q, active, cols):
         """Loss (sum over lanes / nominal batch size) from the gathered rows and dense values.
         ``diff``: the rows of each sparse variable (constrained mode: Wy's input rows first, then
         its output rows, gathered apart so that neither is a slice of the other), then the dense values."""
@@ -343,7 +347,8 @@ class GRU4Rec:
             first = rows[self._input_name()]
         H_new = self._network(first, H, dense, masks)
         R = self.final_act(ItemMatrix.scores(H_new[-1], rows["Wy"], rows["By"]))
-        loss_sum = ops.sum(losses.row_losses(self.p["loss"], R, log_q, self.p["logq"], self.p["bpreg"]))
+        rows_loss = losses.row_losses(self.p["loss"], R, log_q, self.p["logq"], self.p["bpreg"], cols)
+        loss_sum = ops.sum(rows_loss if active is None else rows_loss * active)
         # the loss SPEC.md defines: summed over the lanes / NOMINAL batch size
         return loss_sum / float(self.p["batch_size"]), (loss_sum, H_new)
 
@@ -351,8 +356,11 @@ class GRU4Rec:
     def _reset(H, mask):
         return [ops.where(mask[:, None], ops.zeros_like(h), h) for h in H]
 
-    def _pure_train(self, values, H, in_idx, out_idx, neg_idx, reset_mask, masks=None):
-        """One training step on the values of ``state_vars``: ((loss sum, new state), writes)."""
+    def _pure_train(self, values, H, in_idx, out_idx, neg_idx, reset_mask, active, masks=None):
+        """One training step on the values of ``state_vars``: ((loss sum, new state), writes).
+        ``active``: 1 for the lanes of the batch, 0 for padding lanes (fixed-shape steps: their
+        rows and their targets' columns count nowhere, and their indices repeat lane 0's, whose
+        rows get exactly zero more gradient from them); ignored when the model does not pad."""
         nw = len(self.variables)
         w, acc, vel, seed = values[:nw], values[nw:2 * nw], values[2 * nw:3 * nw], values[3 * nw]
         H = self._reset(H, reset_mask)
@@ -377,7 +385,12 @@ class GRU4Rec:
         diff = [compiled.take_rows(w[i], idx[i]) for i in range(ns)] + list(w[ns:])
         if self.mode == "constrained":  # Wy's input rows and output rows apart
             diff = [compiled.take_rows(w[0], in_idx), compiled.take_rows(w[0], Y)] + diff[1:]
-        (_, (loss_sum, H_new)), grads = compiled.value_and_grad(self._forward)(diff, H, masks, log_q)
+        cols = None
+        if self.pad:
+            cols = ops.concatenate([active, ops.ones(ops.shape(neg_idx), "float32")])
+        else:
+            active = None
+        (_, (loss_sum, H_new)), grads = compiled.value_and_grad(self._forward)(diff, H, masks, log_q, active, cols)
         if self.mode == "constrained":
             grads = [ops.concatenate([grads[0], grads[1]])] + list(grads[2:])
         w_out, acc_out, vel_out = [], [], []
@@ -410,13 +423,13 @@ class GRU4Rec:
 
     def _build_functions(self) -> None:
         state = tuple(Spec((None, H), "float32") for H in self.units)
-        idx, mask = Spec((None,), "int32"), Spec((None,), "bool")
+        idx, mask, active = Spec((None,), "int32"), Spec((None,), "bool"), Spec((None,), "float32")
         masks = tuple(Spec((None, shape[1]), "float32") for shape in self.mask_shapes(1).values())
         jit = self.p["jit_compile"]
         self._train = compiled.step_function(self._pure_train, self.state_vars, jit,
-                                             [state, idx, idx, idx, mask])
+                                             [state, idx, idx, idx, mask, active])
         self._train_masked = compiled.step_function(self._pure_train, self.state_vars, jit,
-                                                    [state, idx, idx, idx, mask, masks])
+                                                    [state, idx, idx, idx, mask, active, masks])
         self._score = compiled.step_function(self._pure_score, self.variables, jit, [state, idx, mask],
                                              writes=False)
         self._rank = compiled.step_function(self._pure_rank, self.variables, jit, [state, idx, idx, mask],
@@ -431,15 +444,27 @@ class GRU4Rec:
         """One mini-batch; returns the SUM of the per-row losses as a tensor (no host sync)."""
         if neg_idx is None:
             neg_idx = np.zeros(0, np.int32)
-        args = (tuple(self.H), np.asarray(in_idx, np.int32), np.asarray(out_idx, np.int32),
-                np.asarray(neg_idx, np.int32), self._take_reset())
-        if self.dropout_mask_fn is None:
+        in_idx, out_idx = np.asarray(in_idx, np.int32), np.asarray(out_idx, np.int32)
+        reset, H, lanes = self._take_reset(), tuple(self.H), len(in_idx)
+        masks = None
+        if self.dropout_mask_fn is not None:
+            masks = tuple(np.asarray(self.dropout_mask_fn(site, shape), dtype=np.float32)
+                          for site, shape in self.mask_shapes(lanes).items())
+        pad = self.p["batch_size"] - lanes if self.pad else 0
+        if pad > 0:  # a fixed-shape step: padding lanes repeat lane 0's items, from zero state
+            in_idx = np.concatenate([in_idx, np.full(pad, in_idx[0], np.int32)])
+            out_idx = np.concatenate([out_idx, np.full(pad, out_idx[0], np.int32)])
+            reset = np.concatenate([reset, np.zeros(pad, bool)])
+            H = tuple(ops.concatenate([h, ops.zeros((pad, h.shape[1]), "float32")]) for h in H)
+            if masks is not None:
+                masks = tuple(np.concatenate([m, np.zeros((pad, m.shape[1]), np.float32)]) for m in masks)
+        active = (np.arange(len(in_idx)) < lanes).astype(np.float32)
+        args = (H, in_idx, out_idx, np.asarray(neg_idx, np.int32), reset, active)
+        if masks is None:
             loss_sum, H = self._train(*args)
         else:
-            masks = tuple(np.asarray(self.dropout_mask_fn(site, shape), dtype=np.float32)
-                          for site, shape in self.mask_shapes(len(args[1])).items())
             loss_sum, H = self._train_masked(*args, masks)
-        self.H = list(H)
+        self.H = [h[:lanes] for h in H] if pad > 0 else list(H)
         return loss_sum
 
     def score(self, in_idx) -> np.ndarray:
@@ -451,8 +476,27 @@ class GRU4Rec:
     def evaluate(self, test: pd.DataFrame, progress: bool = False) -> pd.DataFrame:
         """Rank record of ``test``: ``eval_batch_size`` sessions in parallel, each from zero state."""
         data = SessionData.from_frame(test, self.item_ids, where="test", drop_unknown=True)
-        return evaluate_sessions(self._rank, self._zero_state, data, self.p["eval_batch_size"],
-                                 reset="step", progress=progress)
+        return evaluate_sessions(self._padded_rank() if self.pad else self._rank, self._zero_state, data,
+                                 self.p["eval_batch_size"], reset="step", progress=progress)
+
+    def _padded_rank(self):
+        """The rank function at one shape: the shrinking tail of the evaluation padded to the
+        width of its first call (padding lanes: item 0 from zero state; their results dropped)."""
+        width = None
+
+        def rank(H, in_idx, target_idx, reset_mask):
+            nonlocal width
+            n = len(in_idx)
+            width = width or n
+            pad = width - n
+            if pad <= 0:
+                return self._rank(H, in_idx, target_idx, reset_mask)
+            fill = np.zeros(pad, np.int32)
+            H = tuple(ops.concatenate([h, ops.zeros((pad, h.shape[1]), "float32")]) for h in H)
+            higher, ties, H = self._rank(H, np.concatenate([in_idx, fill]), np.concatenate([target_idx, fill]),
+                                         np.concatenate([reset_mask, np.zeros(pad, bool)]))
+            return higher[:n], ties[:n], tuple(h[:n] for h in H)
+        return rank
 
 
 def evaluate_sessions(rank_fn, initial_state, data: SessionData, lanes: int, reset: str = "step",

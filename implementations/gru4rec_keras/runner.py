@@ -44,8 +44,6 @@ def run(train: pd.DataFrame, test: pd.DataFrame, params: dict, seed: int, ctx: R
         raise ValueError(f"gru4rec_keras: unknown variant {variant!r}; use one of {VARIANTS}")
     backend = use_backend(params.get("backend"))  # before Keras is imported
     params["backend"] = backend
-    import keras
-
     from . import compiled
 
     device = configure(seed, ctx.threads, ctx.device, ctx.log)
@@ -54,7 +52,7 @@ def run(train: pd.DataFrame, test: pd.DataFrame, params: dict, seed: int, ctx: R
                  variant, seed, ctx.threads, device_name, backend, compiled.versions(), params)
     item_ids = item_index(train)
     support = item_support(train, item_ids)
-    with keras.device(device.strip("/").lower()):
+    with compiled.device_scope(device):
         if variant == "port":
             from .port import KerasPort
 
