@@ -206,6 +206,20 @@ def test_sparse_adagrad_momentum_by_hand():
     np.testing.assert_allclose(s.w[1], 1 + v1 + 0.5 * v1 - 0.1 / np.sqrt(5 + 1e-6), rtol=1e-6)
 
 
+def test_train_step_writes_exactly_the_rows_of_the_batch():
+    """Through the compiled step (the backend's row writes): the rows of the batch change, no other row."""
+    m = GRU4Rec(10, {"layers": [3], "batch_size": 2, "n_sample": 2, "momentum": 0.5}, seed=1, support=np.ones(10))
+    w0 = m.get_weights()
+    m.train_step([0, 1], [2, 3], [4, 4])
+    m.train_step([2, 3], [5, 5], [6, 2])
+    w1 = m.get_weights()
+    wy_rows, by_rows = {0, 1, 2, 3, 4, 5, 6}, {2, 3, 4, 5, 6}  # constrained: input and output rows of Wy
+    for r in range(10):
+        assert np.array_equal(w0["Wy"][r], w1["Wy"][r]) == (r not in wy_rows), r
+        assert (w0["By"][r] == w1["By"][r]) == (r not in by_rows), r
+    assert not np.array_equal(w0["gru0.W_hh"], w1["gru0.W_hh"])
+
+
 def test_dense_update_every_step():
     s = Slots([1.0, 1.0], lr=0.1, momentum=0.0)
     s.dense([2.0, 0.0])
