@@ -504,6 +504,10 @@ def baselines(data: dict) -> dict:
 
 # ---------------------------------------------------------------- the run
 def git_commit() -> str:
+    """HEAD (and whether tracked files differ from it); ``GPU_CHECK_COMMIT`` wins: a
+    device machine gets a copy of the working tree whose .git need not be current."""
+    if os.environ.get("GPU_CHECK_COMMIT"):
+        return os.environ["GPU_CHECK_COMMIT"]
     try:
         out = subprocess.run(["git", "-C", str(REPO), "rev-parse", "--short", "HEAD"], capture_output=True,
                              text=True, timeout=10).stdout.strip()
