@@ -32,18 +32,22 @@ AVAILABLE = numba is not None
 def _rows_update(W, acc, vel, idx, mask, grad, lr, momentum, eps):  # pragma: no cover - compiled
     """Update rows ``idx[e]`` of ``W`` (and of ``acc``, ``vel``) for every
     entry ``e`` with ``mask[e]``; the marked entries name distinct rows.
-    ``momentum == 0`` leaves ``vel`` untouched (it may be a dummy)."""
+    ``momentum == 0`` leaves ``vel`` untouched (it may be a dummy). In float32
+    throughout, as PyTorch's index operations compute it: the float64
+    intermediates of a Python-float ``eps``/``lr`` kept the loop from
+    vectorising (160 against 280 us for 1,500 rows of 100 on this machine)."""
     n, d = grad.shape
+    lr32, mom32, eps32 = np.float32(lr), np.float32(momentum), np.float32(eps)
     for e in range(n):
         if not mask[e]:
             continue
         r = idx[e]
-        if momentum > 0.0:
+        if mom32 > np.float32(0.0):
             for j in range(d):
                 g = grad[e, j]
                 a = acc[r, j] + g * g
                 acc[r, j] = a
-                v = vel[r, j] * momentum - lr * (g / np.sqrt(a + eps))
+                v = vel[r, j] * mom32 - lr32 * (g / np.sqrt(a + eps32))
                 vel[r, j] = v
                 W[r, j] += v
         else:
@@ -51,7 +55,7 @@ def _rows_update(W, acc, vel, idx, mask, grad, lr, momentum, eps):  # pragma: no
                 g = grad[e, j]
                 a = acc[r, j] + g * g
                 acc[r, j] = a
-                W[r, j] -= lr * (g / np.sqrt(a + eps))
+                W[r, j] -= lr32 * (g / np.sqrt(a + eps32))
 
 
 def _compile(cache: bool):
