@@ -179,6 +179,15 @@ def test_final_activations(name, fn):
     np.testing.assert_allclose(got, fn(R), rtol=1e-12)
 
 
+def test_the_cpu_elu_of_the_training_step_equals_torch_elu():
+    """losses._elu (exp of the clamped scores, the training step's CPU ELU) is
+    F.elu to float32 rounding, exactly the input above 0, on float32 scores."""
+    x = torch.linspace(-30.0, 30.0, 20001, dtype=torch.float32)
+    got, ref = losses._elu(x, 0.5), torch.nn.functional.elu(x, alpha=0.5)
+    np.testing.assert_allclose(got.numpy(), ref.numpy(), rtol=0, atol=1e-7)
+    assert torch.equal(got[x > 0], x[x > 0])
+
+
 # ---------------------------------------------- one training step against numpy
 def np_hidden(w, meta, in_idx, h):
     """The GRU of GRU4REC_API.md, in numpy, from the neutral weights (one layer)."""
