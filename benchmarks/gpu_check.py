@@ -429,7 +429,7 @@ def keras_worker(spec: dict) -> None:
             t0 = None
             for i, st in enumerate(it):
                 if i == args.warmup:
-                    float(np.asarray(last))
+                    float(keras.ops.convert_to_numpy(last))
                     t0, events = time.perf_counter(), 0
                 if st.keep is not None:
                     model.keep_lanes(st.keep)
@@ -439,7 +439,7 @@ def keras_worker(spec: dict) -> None:
                 events += len(st.in_idx)
                 if t0 is not None and i % 50 == 0 and time.perf_counter() - t0 >= args.window_s:
                     break
-            float(np.asarray(last))
+            float(keras.ops.convert_to_numpy(last))
             seconds = time.perf_counter() - t0
             print(json.dumps({"setting": setting, "label": label, "events_per_s": events / seconds,
                               "seconds": seconds, "how": step_fn.__name__}), flush=True)
@@ -609,9 +609,11 @@ def run(args) -> int:
             if fig is not None and fig["note"].startswith(label + ":"):
                 fig.setdefault("jobs_per_gpu", {})[n] = round(g, 3)
     if "keras" in args.frameworks:
-        say(f"\n[5] Keras GRU4Rec on {args.keras_backend} ({args.window_s:g} s windows, one seed):")
-        if budget.fits(90, "keras"):
-            rows = attempt("keras", keras_speeds, args, args.keras_backend) or []
+        for backend in args.keras_backend:
+            say(f"\n[5] Keras GRU4Rec on {backend} ({args.window_s:g} s windows, one seed):")
+            if not budget.fits(90, f"keras on {backend}"):
+                continue
+            rows = attempt(f"keras on {backend}", keras_speeds, args, backend) or []
             for r in rows:
                 if "info" in r:
                     say(f"  {r['info']}")
@@ -619,10 +621,10 @@ def run(args) -> int:
                     say(f"  FAILED keras {r['label']}: {r['error']}")
                 else:
                     say(f"  {r['label']:>18} ({r['setting']}): {r['events_per_s']:>10,.0f} events/s ({r['how']})")
-                    label = "gru4rec_keras" + ("" if args.keras_backend == "tensorflow" else f"-{args.keras_backend}")
+                    label = "gru4rec_keras" + ("" if backend == "tensorflow" else f"-{backend}")
                     figures[f"{label}/{r['setting']}/{dev}"] = {
                         "events_per_s": round(r["events_per_s"], 1),
-                        "note": f"{r['label']}, backend {args.keras_backend}, {args.items:,} items, steady state"}
+                        "note": f"{r['label']}, backend {backend}, {args.items:,} items, steady state"}
     if "baselines" in args.frameworks:
         say("\n[6] baselines on this machine's CPU, one thread (fit over the training events, then ranking):")
         if budget.fits(40, "baselines"):
@@ -688,7 +690,9 @@ def main(argv=None) -> int:
     ap.add_argument("--graph-steps", type=int, default=300)
     ap.add_argument("--frameworks", nargs="+", default=["torch", "keras", "baselines"],
                     choices=["torch", "keras", "baselines"])
-    ap.add_argument("--keras-backend", default="jax", choices=["jax", "tensorflow", "torch"])
+    ap.add_argument("--keras-backend", nargs="+", default=["jax", "torch"], choices=["jax", "tensorflow", "torch"],
+                    help="the Keras backends to time, each in a process of its own (the GPU machine has no "
+                         "TensorFlow)")
     ap.add_argument("--worker-timeout-s", type=float, default=180.0)
     ap.add_argument("--authors", help="checkout of hidasib/GRU4Rec_PyTorch_Official: also run it side by side")
     ap.add_argument("--side-settings", nargs="+", default=["xe", "bprmax"], help="settings of the side by side")
