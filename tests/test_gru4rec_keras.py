@@ -169,15 +169,16 @@ def test_reset_lanes_zeroes_only_those_lanes():
 class Slots:
     """One variable and its optimizer slots as numpy arrays, updated through the optimizer's math."""
 
-    def __init__(self, w, lr, momentum):
-        self.w = np.asarray(w, np.float32)
+    def __init__(self, w, lr, momentum, static=True):
+        self.w, self.static = np.asarray(w, np.float32), static
         self.opt = AdagradMomentum([keras.Variable(self.w)], learning_rate=lr, momentum=momentum)
         self.acc, self.vel = np.zeros_like(self.w), np.zeros_like(self.w)
 
     def sparse(self, idx, g_rows):
         t = ops.convert_to_tensor
         rows, w, acc, vel = (ops.convert_to_numpy(x) for x in self.opt.sparse(
-            t(self.w), t(self.acc), t(self.vel), t(np.asarray(idx, np.int32)), t(np.asarray(g_rows, np.float32))))
+            t(self.w), t(self.acc), t(self.vel), t(np.asarray(idx, np.int32)), t(np.asarray(g_rows, np.float32)),
+            self.static))
         for a, new in ((self.w, w), (self.acc, acc), (self.vel, vel)):
             a[rows] = new  # repeated rows carry identical values
 
@@ -187,8 +188,10 @@ class Slots:
             t(self.w), t(self.acc), t(self.vel), t(np.asarray(g, np.float32))))
 
 
-def test_sparse_adagrad_momentum_by_hand():
-    s = Slots(np.ones((4, 2)), lr=0.1, momentum=0.5)
+@pytest.mark.parametrize("static", [True, False])
+def test_sparse_adagrad_momentum_by_hand(static):
+    """Both ways of summing repeated rows (fixed shapes; TensorFlow's graph: unique rows)."""
+    s = Slots(np.ones((4, 2)), lr=0.1, momentum=0.5, static=static)
     s.sparse([1, 1], [[1.0, 2.0], [1.0, 0.0]])
     s.sparse([2], [[3.0, -1.0]])
     # step 1: row 1 gradient summed first: (2, 2); acc = 4; v = -0.1 * 2 / sqrt(4 + 1e-6)
@@ -250,6 +253,32 @@ def test_same_seed_same_result():
     assert l1 == l2 and l1 != l3
     for k, v in m1.get_weights().items():
         np.testing.assert_array_equal(v, m2.get_weights()[k])
+
+
+def test_models_of_one_setting_share_the_compiled_step():
+    """JAX compiles a step once per process for models of equal settings, items and support
+    (not once per seed); other settings or another support get their own step."""
+    from implementations.gru4rec_keras import compiled
+
+    params = {"layers": [4], "batch_size": 2, "n_sample": 3, "loss": "cross-entropy", "logq": 1.0}
+    m1 = GRU4Rec(8, params, seed=1, support=np.arange(1, 9.0))
+    before = dict(compiled._JAX_STEPS)
+    m2 = GRU4Rec(8, params, seed=2, support=np.arange(1, 9.0))
+    if keras.backend.backend() == "jax":
+        assert len(before) >= 4 and compiled._JAX_STEPS.keys() == before.keys()
+    assert m1._cache_key("train") == m2._cache_key("train")
+    assert m1._cache_key("train") != GRU4Rec(8, params, seed=1, support=np.arange(2, 10.0))._cache_key("train")
+    assert m1._cache_key("train") != GRU4Rec(8, {**params, "logq": 0.5}, seed=1,
+                                             support=np.arange(1, 9.0))._cache_key("train")
+    # the shared step trains each model on its own values: seed 2 alone = seed 2 after seed 1
+    rng = np.random.default_rng(0)
+    batches = [(rng.integers(0, 8, 2), rng.integers(0, 8, 2), rng.integers(0, 8, 3)) for _ in range(3)]
+    l1 = [m1.train_step(*b) for b in batches]
+    l2 = [m2.train_step(*b) for b in batches]
+    assert l1 != l2
+    compiled._JAX_STEPS.clear()
+    alone = GRU4Rec(8, params, seed=2, support=np.arange(1, 9.0))
+    assert [alone.train_step(*b) for b in batches] == l2
 
 
 def test_weights_round_trip(tmp_path):

@@ -27,6 +27,7 @@ does not retrace them); JAX compiles once per batch size.
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import os
@@ -170,6 +171,8 @@ class GRU4Rec:
         #: fixed-shape steps (a backend that compiles once per shape): the shrinking tail of an
         #: epoch is padded to the batch size, the evaluation's to its first width
         self.pad = compiled.fixed_shapes(p["jit_compile"])
+        #: shapes inside a step stay fixed (XLA: JAX, TensorFlow with jit_compile; torch.compile)
+        self.static = self.pad or p["jit_compile"]
         self._build_functions()
         self.H = self._zero_state(p["batch_size"])
         self._pending_reset: np.ndarray | None = None
@@ -396,7 +399,8 @@ class GRU4Rec:
         w_out, acc_out, vel_out = [], [], []
         for i in range(nw):
             if i < ns:
-                rows, w_rows, acc_rows, vel_rows = self.optimizer.sparse(w[i], acc[i], vel[i], idx[i], grads[i])
+                rows, w_rows, acc_rows, vel_rows = self.optimizer.sparse(w[i], acc[i], vel[i], idx[i], grads[i],
+                                                                       self.static)
                 w_out.append(("rows", rows, w_rows))
                 acc_out.append(("rows", rows, acc_rows))
                 vel_out.append(("rows", rows, vel_rows))
@@ -421,19 +425,27 @@ class GRU4Rec:
         ties = ops.sum(ops.cast(scores == target, "int32"), axis=1) - 1
         return higher, ties, H_new
 
+    def _cache_key(self, name: str) -> tuple:
+        """What a compiled step of this model depends on besides its arguments and the values of
+        its variables: the settings, the item count and the log-support constant (equal keys:
+        one compiled step per process, :func:`.compiled.step_function`)."""
+        support = hashlib.sha256(ops.convert_to_numpy(self.log_support).tobytes()).hexdigest()
+        return (name, json.dumps(self.p, sort_keys=True, default=str), self.n_items, self.mode, self.pad, support)
+
     def _build_functions(self) -> None:
         state = tuple(Spec((None, H), "float32") for H in self.units)
         idx, mask, active = Spec((None,), "int32"), Spec((None,), "bool"), Spec((None,), "float32")
         masks = tuple(Spec((None, shape[1]), "float32") for shape in self.mask_shapes(1).values())
-        jit = self.p["jit_compile"]
+        jit, key = self.p["jit_compile"], self._cache_key
         self._train = compiled.step_function(self._pure_train, self.state_vars, jit,
-                                             [state, idx, idx, idx, mask, active])
+                                             [state, idx, idx, idx, mask, active], cache_key=key("train"))
         self._train_masked = compiled.step_function(self._pure_train, self.state_vars, jit,
-                                                    [state, idx, idx, idx, mask, active, masks])
+                                                    [state, idx, idx, idx, mask, active, masks],
+                                                    cache_key=key("train_masked"))
         self._score = compiled.step_function(self._pure_score, self.variables, jit, [state, idx, mask],
-                                             writes=False)
+                                             writes=False, cache_key=key("score"))
         self._rank = compiled.step_function(self._pure_rank, self.variables, jit, [state, idx, idx, mask],
-                                            writes=False)
+                                            writes=False, cache_key=key("rank"))
 
     # ----- the API ---------------------------------------------------------------------------
     def train_step(self, in_idx, out_idx, neg_idx=None) -> float:

@@ -10,18 +10,17 @@ step. The optimizer is pure ``keras.ops`` math on values: :meth:`dense` and
 :meth:`sparse` return the new values, which the compiled step writes back
 (:mod:`.compiled`). A sparse gradient is the gradient with respect to the
 gathered rows ``W[idx]`` (``idx`` may repeat): the gradients of equal indices
-are summed (``segment_sum`` over each position's representative, the position
-of one occurrence of its row), and every position gets its row's sum, so
-repeated indices carry identical new rows and writing them in any order gives
-the same result (static shapes: no ``unique``, which XLA cannot compile; no
-sort, measured slower).
+are summed (:func:`.compiled.sum_repeated_rows`: per distinct row on
+TensorFlow's graph, per position elsewhere, every position getting its row's
+sum, so that repeated indices carry identical new rows and writing them in any
+order gives the same result).
 """
 from __future__ import annotations
 
 import keras
 from keras import ops
 
-from .compiled import take_rows
+from .compiled import sum_repeated_rows, take_rows
 
 EPS = 1e-6
 
@@ -47,18 +46,14 @@ class AdagradMomentum:
         v = self._step(g, acc_new, vel)
         return w + v, acc_new, v
 
-    def sparse(self, w, acc, vel, idx, g_rows):
-        """(indices, new w rows, new acc rows, new vel rows) for the rows ``idx``, whose
-        gradients (one per position, repeats allowed) are ``g_rows``."""
-        n = ops.shape(idx)[0]
-        # each position's representative: the position of one occurrence of its row (a
-        # scatter of the positions into an item-sized buffer; which repeat wins does not matter)
-        buffer = ops.scatter_update(ops.zeros((w.shape[0],), "int32"), idx[:, None], ops.arange(n, dtype="int32"))
-        rep = ops.take(buffer, idx, axis=0)
-        g = ops.take(ops.segment_sum(g_rows, rep, num_segments=n), rep, axis=0)
-        acc_rows = take_rows(acc, idx) + g * g
-        v_rows = self._step(g, acc_rows, take_rows(vel, idx))
-        return idx, take_rows(w, idx) + v_rows, acc_rows, v_rows
+    def sparse(self, w, acc, vel, idx, g_rows, static: bool = True):
+        """(rows, new w rows, new acc rows, new vel rows) for the rows ``idx``, whose
+        gradients (one per position, repeats allowed) are ``g_rows``; ``static``: shapes stay
+        fixed (:func:`.compiled.sum_repeated_rows`)."""
+        rows, g = sum_repeated_rows(idx, g_rows, w.shape[0], static)
+        acc_rows = take_rows(acc, rows) + g * g
+        v_rows = self._step(g, acc_rows, take_rows(vel, rows))
+        return rows, take_rows(w, rows) + v_rows, acc_rows, v_rows
 
     def slots(self) -> dict:
         out = {}
