@@ -389,6 +389,31 @@ def test_training_with_the_fused_cpu_kernel_equals_training_without_it(setting):
         np.testing.assert_allclose(a.detach().numpy(), b.detach().numpy(), rtol=1e-4, atol=1e-5)
 
 
+@pytest.mark.skipif(not cpu_kernels.AVAILABLE, reason="numba is not installed: the fused CPU kernel is not used")
+@pytest.mark.parametrize("momentum", [0.0, 0.3])
+def test_fused_cpu_dense_update_equals_the_pytorch_operations(momentum):
+    """step_dense_all with cpu_kernels.dense_update (float32 on the CPU) and
+    with PyTorch's operations: the same weights, accumulators and momenta to
+    float32 rounding over several steps."""
+    rng = np.random.default_rng(2)
+    init = {"A": rng.normal(size=(5, 3)).astype(np.float32), "b": rng.normal(size=4).astype(np.float32)}
+    fused = {k: torch.tensor(v) for k, v in init.items()}
+    plain = {k: torch.tensor(v) for k, v in init.items()}
+    opts = [SparseAdagradMomentum(t, learning_rate=0.2, momentum=momentum, dense=("A", "b"), cpu_kernel=k)
+            for t, k in ((fused, True), (plain, False))]
+    for _ in range(4):
+        g = [torch.tensor(rng.normal(size=v.shape).astype(np.float32)) for v in init.values()]
+        for opt in opts:
+            opt.step_dense_all([t.clone() for t in g])
+    for name in init:
+        assert not np.array_equal(fused[name].numpy(), init[name])
+        np.testing.assert_allclose(fused[name].numpy(), plain[name].numpy(), rtol=1e-6, atol=1e-7)
+        np.testing.assert_allclose(opts[0].acc[name].numpy(), opts[1].acc[name].numpy(), rtol=1e-6)
+        if momentum:
+            np.testing.assert_allclose(opts[0].velocity[name].numpy(), opts[1].velocity[name].numpy(),
+                                       rtol=1e-5, atol=1e-7)
+
+
 def test_dense_update_of_all_parameters_at_once_equals_one_by_one():
     rng = np.random.default_rng(1)
     init = {"A": rng.normal(size=(3, 2)), "b": rng.normal(size=4)}

@@ -59,6 +59,13 @@ def entries_update(param: torch.Tensor, acc: torch.Tensor, vel: torch.Tensor | N
         param.index_add_(0, idx, grad.div_(denom), alpha=-learning_rate)
 
 
+def dense_kernel_applies(*tables: torch.Tensor) -> bool:
+    """Whether :func:`cpu_kernels.dense_update` can update ``tables`` in place
+    through numpy views (contiguous float32 CPU tensors)."""
+    return cpu_kernels.AVAILABLE and all(t is None or (t.device.type == "cpu" and t.dtype == torch.float32
+                                                       and t.is_contiguous()) for t in tables)
+
+
 def _rows(t: torch.Tensor):
     """``t`` as a (rows, d) numpy array; shares ``t``'s memory when ``t`` is contiguous."""
     return t.detach().reshape(t.shape[0], -1).numpy()
@@ -101,6 +108,9 @@ class SparseAdagradMomentum:
         self.cpu_kernel = cpu_kernels.AVAILABLE if cpu_kernel is None else bool(cpu_kernel)
         if self.cpu_kernel and not cpu_kernels.AVAILABLE:
             raise RuntimeError("cpu_kernel=True needs numba, which cannot be imported here")
+        # step_entries on the CPU: numpy views of each table, its accumulator and momentum
+        # for the fused kernel, made once (_views; making them took ~11 us each, 8 a step)
+        self._kernel_views = {}
         if self.dense:
             sizes = [params[n].numel() for n in self.dense]
             ref = params[self.dense[0]]
@@ -120,10 +130,17 @@ class SparseAdagradMomentum:
         """:meth:`step_dense` of every ``dense`` parameter (``grads`` in that
         order), as a few operations on one flat buffer."""
         g = torch.cat([t.reshape(-1) for t in grads])
-        self._flat_acc.addcmul_(g, g)
-        step = g.div_(torch.add(self._flat_acc, self.eps).sqrt_())
+        if self.cpu_kernel and dense_kernel_applies(g, self._flat_acc, self._flat_vel):  # one pass (numba)
+            acc = self._flat_acc.numpy()
+            cpu_kernels.dense_update(g.numpy(), acc, acc if self._flat_vel is None else self._flat_vel.numpy(),
+                                     self.learning_rate, self.momentum, self.eps)
+            step = g  # without momentum: g / sqrt(acc + eps), in place
+        else:
+            self._flat_acc.addcmul_(g, g)
+            step = g.div_(torch.add(self._flat_acc, self.eps).sqrt_())
+            if self.momentum > 0:
+                self._flat_vel.mul_(self.momentum).add_(step, alpha=-self.learning_rate)
         if self.momentum > 0:
-            self._flat_vel.mul_(self.momentum).add_(step, alpha=-self.learning_rate)
             torch._foreach_add_(self._dense_params, self._dense_vel_views)
         else:
             parts = [part.view(p.shape) for part, p in zip(step.split(self._flat_sizes), self._dense_params)]
@@ -177,8 +194,31 @@ class SparseAdagradMomentum:
     def step_entries(self, name: str, idx: torch.Tensor, grad: torch.Tensor, mask: torch.Tensor) -> None:
         """Update rows ``idx`` of parameter ``name`` in place, by increments
         (:func:`entries_update`, whose docstring says how)."""
-        entries_update(self.params[name], self._acc_rows[name], self._vel_rows.get(name), self.params[name].shape[0],
+        param = self.params[name]
+        views = self._views(name) if self.cpu_kernel and grad.device.type == "cpu" else None
+        if views is not None:  # entries_update's fused kernel, on the kept views
+            g = grad.detach().numpy()
+            cpu_kernels.rows_update(*views, idx.numpy(), mask.numpy(), g.reshape(g.shape[0], -1),
+                                    self.learning_rate, self.momentum, self.eps)
+            return
+        entries_update(param, self._acc_rows[name], self._vel_rows.get(name), param.shape[0],
                        idx, grad, mask, self.learning_rate, self.momentum, self.eps, self.cpu_kernel)
+
+    def _views(self, name: str):
+        """(table, accumulator, momentum) of ``name`` as numpy views for the CPU
+        kernel, kept while the three tensors keep their memory (seeds.py moves
+        them into its stacks); None where entries_update would not use the kernel."""
+        p, acc = self.params[name], self._acc_rows[name]
+        vel = self._vel_rows.get(name, acc)
+        key = (p.data_ptr(), acc.data_ptr(), vel.data_ptr())
+        kept = self._kernel_views.get(name)
+        if kept is not None and kept[0] == key:
+            return kept[1]
+        views = None
+        if p.device.type == "cpu" and p.dtype == torch.float32 and p.is_contiguous():
+            views = (_rows(p), _rows(acc), _rows(vel))
+        self._kernel_views[name] = (key, views)
+        return views
 
     def state_dict(self) -> dict:
         return {"acc": {k: v.clone() for k, v in self.acc.items()},

@@ -32,9 +32,9 @@ import os
 
 import torch
 
-from . import losses
+from . import cpu_kernels, losses
 from .model import GRU4Rec, dropout_mask, gru_backward, gru_train, one_hot_sum, site_number, mm
-from .optim import entries_update
+from .optim import dense_kernel_applies, entries_update
 
 
 def seeds_together_enabled() -> bool:
@@ -200,6 +200,17 @@ class SeedsTogether:
         """SparseAdagradMomentum.step_dense_all of every seed at once, on the (S, P) tables."""
         S = self.n_seeds
         g = torch.cat([t.reshape(S, -1) for t in grads], dim=1)
+        if self.cpu_kernel and dense_kernel_applies(g, self.dense_acc, self.dense_vel):
+            # elementwise, so every seed's part is updated exactly as alone (optim.step_dense_all)
+            acc = self.dense_acc.numpy().reshape(-1)
+            cpu_kernels.dense_update(g.numpy().reshape(-1), acc,
+                                     acc if self.dense_vel is None else self.dense_vel.numpy().reshape(-1),
+                                     self.learning_rate, self.momentum, self.eps)
+            if self.momentum > 0:
+                self.dense.add_(self.dense_vel)
+            else:
+                self.dense.add_(g, alpha=-self.learning_rate)
+            return
         self.dense_acc.addcmul_(g, g)
         step = g.div_(torch.add(self.dense_acc, self.eps).sqrt_())
         if self.momentum > 0:
