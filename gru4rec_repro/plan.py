@@ -80,6 +80,7 @@ def log_path(log: str) -> Path:
 
 _H100_GRAPH = "benchmarks/logs/2026-11-28-h100-gpu_check-graph.log"
 _CPU_100K = "benchmarks/logs/2026-11-28-cpu-side-by-side-100k.log"
+_CPU_KERAS = "benchmarks/logs/2026-12-04-cpu-keras-backends.log"
 
 #: Built-in figures, keyed "implementation/setting/device" (:func:`throughput_key`).
 #: Settings: ``xe`` and ``ranking`` (cross-entropy / BPR-max and the other ranking
@@ -99,6 +100,13 @@ THROUGHPUT: dict[str, Figure] = {
     "gru4rec_torch/ranking/cpu": Figure(15531.0, _CPU_100K, "1 thread, one epoch of BPR-max, median of 3"),
     "gru4rec_keras/xe/cpu": Figure(13725.0, _CPU_100K, "TensorFlow, 1 thread, one epoch, median of 3"),
     "gru4rec_keras/ranking/cpu": Figure(11330.0, _CPU_100K, "TensorFlow, 1 thread, BPR-max, median of 3"),
+    # The Keras GRU4Rec on JAX and on PyTorch (eager), CPU, one thread: bench_gru4rec_keras.py, 35,212
+    # items, 400 steps after 100 of warm-up, median events per CPU-second of 3 alternated runs
+    # (TensorFlow on the same bench: 3,725 XE, 3,553 BPR-max; the TensorFlow entries above are one epoch).
+    "gru4rec_keras-jax/xe/cpu": Figure(5633.0, _CPU_KERAS, "JAX (XLA), 1 thread, median of 3"),
+    "gru4rec_keras-jax/ranking/cpu": Figure(5227.0, _CPU_KERAS, "JAX (XLA), 1 thread, BPR-max, median of 3"),
+    "gru4rec_keras-torch/xe/cpu": Figure(2120.0, _CPU_KERAS, "PyTorch eager, 1 thread, median of 3"),
+    "gru4rec_keras-torch/ranking/cpu": Figure(1869.0, _CPU_KERAS, "PyTorch eager, 1 thread, BPR-max, median of 3"),
     # Not measured (no log): assumptions, printed as such with the hours they price.
     "gru4rec_torch/onehot/gpu": Figure(11300.0, None, "the eager step's speed with 2048 samples (H100)"),
     "gru4rec_torch/onehot-1000/gpu": Figure(11300.0, None, "the 100-unit eager step's speed (H100)"),
