@@ -255,6 +255,30 @@ def test_same_seed_same_result():
         np.testing.assert_array_equal(v, m2.get_weights()[k])
 
 
+@pytest.mark.parametrize("seed", [7, 2 ** 31 - 2])
+def test_dropout_draws_are_keras_draws(seed):
+    """``compiled.uniform_draws`` in a compiled step (TensorFlow: its own stateless ops keyed by the
+    generator's state) gives ``keras.random.uniform``'s numbers and advances the state as it does,
+    draw by draw and step by step (2**31 - 2: a seed Keras reduces on TensorFlow)."""
+    from implementations.gru4rec_keras import compiled
+
+    gen, ref = keras.random.SeedGenerator(seed), keras.random.SeedGenerator(seed)
+    widths = [4, 5]
+
+    def pure(values, idx):
+        lanes = ops.shape(idx)[0]
+        draws, new = compiled.uniform_draws(gen, values[0], [(lanes, w) for w in widths])
+        return tuple(draws), [("all", new)]
+
+    step = compiled.step_function(pure, [gen.state], specs=[compiled.Spec((None,), "int32")])
+    for _ in range(2):
+        draws = step(np.zeros(3, np.int32))
+        for u, w in zip(draws, widths):
+            np.testing.assert_array_equal(ops.convert_to_numpy(u),
+                                          ops.convert_to_numpy(keras.random.uniform((3, w), seed=ref)))
+        np.testing.assert_array_equal(ops.convert_to_numpy(gen.state.value), ops.convert_to_numpy(ref.state.value))
+
+
 def test_models_of_one_setting_share_the_compiled_step():
     """JAX compiles a step once per process for models of equal settings, items and support
     (not once per seed); other settings or another support get their own step."""

@@ -19,7 +19,10 @@ module does them for the backend Keras runs on (``keras.backend.backend()``):
   ``torch.compile`` with ``jit=True``) and writes rows with ``index_copy_``.
   A functional ``scatter_update`` of a 37k-row matrix would copy it every
   step on those two (measured in README.md);
-* threads and the device (:func:`configure`).
+* threads and the device (:func:`configure`);
+* the dropout draw in a compiled step (:func:`uniform_draws`): Keras' ``keras.random.uniform``
+  in a ``keras.StatelessScope``, or on TensorFlow the same numbers from its stateless ops with
+  fewer steps around them.
 
 The backend modules are reached through ``importlib`` under their names, so
 that no ``import`` of a backend appears in the model code.
@@ -120,6 +123,35 @@ def value_and_grad(fn: Callable) -> Callable:
         grads = [torch.zeros_like(x) if gr is None else gr for x, gr in zip(diff, grads)]
         return (loss.detach(), aux), grads
     return g
+
+
+def uniform_draws(generator, state, shapes: list) -> tuple[list, object]:
+    """Uniform [0, 1) draws of ``shapes`` from ``generator`` (a ``keras.random.SeedGenerator``)
+    inside a compiled step whose value of the generator's state is ``state``: ``(draws, new
+    state)``, the same numbers and the same new state as ``keras.random.uniform(shape,
+    seed=generator)`` once per shape in a ``keras.StatelessScope`` (Keras 3.15).
+
+    TensorFlow: Keras' draw (``keras/src/backend/tensorflow/random.py`` ``uniform``) copies the
+    state, casts it, casts the bounds and rescales the draw; here the state ``(seed, counter)``
+    keys ``StatelessRandomGetKeyCounter`` and ``StatelessRandomUniformV2`` directly, draw ``i``
+    with counter + i, as TensorFlow's ``stateless_uniform`` does (measured in README.md). The
+    state goes through Keras' own reduction (``floormod`` by 2**31 - 2 and a cast to int32), so
+    that every seed gives Keras' numbers. Other backends: Keras' draw."""
+    if backend() == "tensorflow":
+        tensorflow = _module("tensorflow")
+        raw = tensorflow.raw_ops
+        auto = tensorflow.random.Algorithm.AUTO_SELECT.value  # stateless_uniform's default
+        draws = []
+        for i, shape in enumerate(shapes):
+            seed = tensorflow.cast(tensorflow.math.floormod(state + tensorflow.constant([0, i], state.dtype),
+                                                            2 ** 31 - 2), "int32")
+            key, counter = raw.StatelessRandomGetKeyCounter(seed=seed)
+            draws.append(raw.StatelessRandomUniformV2(shape=tensorflow.stack(shape), key=key, counter=counter,
+                                                      alg=auto, dtype=tensorflow.float32))
+        return draws, state + tensorflow.constant([0, len(shapes)], state.dtype)
+    with keras.StatelessScope(state_mapping=[(generator.state, state)]) as scope:
+        draws = [keras.random.uniform(shape, seed=generator) for shape in shapes]
+        return draws, scope.get_current_value(generator.state)
 
 
 class Spec(NamedTuple):

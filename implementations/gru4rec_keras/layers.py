@@ -112,7 +112,10 @@ class Dropout(keras.layers.Layer):
 
     def mask(self, shape):
         """A scaled mask (0 or 1/(1-p)) of ``shape``; advances the generator."""
-        u = keras.random.uniform(shape, seed=self.generator)
+        return self.scale(keras.random.uniform(shape, seed=self.generator))
+
+    def scale(self, u):
+        """The scaled mask of uniform [0, 1) draws ``u``: 1/(1-p) where ``u >= p``, else 0."""
         return ops.where(u >= self.p, 1.0 / (1.0 - self.p), 0.0)
 
     def call(self, x, training=False):

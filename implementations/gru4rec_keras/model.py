@@ -374,10 +374,13 @@ class GRU4Rec:
             masks = {}
             if self.dropout_p:
                 lanes = ops.shape(in_idx)[0]
-                with keras.StatelessScope(state_mapping=[(self.generator.state, seed)]) as scope:
-                    for site, (_, width) in self.mask_shapes(1).items():
-                        masks[site] = self.dropouts[site].mask((lanes, width))
-                    seed_write = ("all", scope.get_current_value(self.generator.state))
+                shapes = self.mask_shapes(1)
+                # the generator's draws (compiled.uniform_draws: TensorFlow's stateless ops keyed by
+                # its state, Keras' keras.random.uniform elsewhere), one per site in order
+                draws, new_seed = compiled.uniform_draws(self.generator, seed,
+                                                         [(lanes, width) for _, width in shapes.values()])
+                masks = {site: self.dropouts[site].scale(u) for site, u in zip(shapes, draws)}
+                seed_write = ("all", new_seed)
         else:
             masks = dict(zip(self.mask_shapes(1), masks))
         log_q = None
