@@ -98,3 +98,31 @@ def test_long_table_is_split_into_floats_that_fit(tmp_path):
     rc, log = compile_tex(tmp_path / "long.tex", tmp_path)
     assert rc == 0, log[-3000:]
     assert "Float too large for page" not in log and "Overfull \\hbox" not in log
+
+
+def test_long_notes_go_into_floats_of_their_own():
+    import pandas as pd
+
+    display = pd.DataFrame({"Run": ["a"], "Value": ["0.5"]})
+    short = to_latex(Table("s", pd.DataFrame(), display, ["a short note"], label_columns=1))
+    assert short.count(r"\begin{table}") == 1 and "Notes to Table" not in short
+    notes = [f"note {i}: " + "x" * 990 for i in range(13)]  # 13,000+ characters: four note floats
+    tex = to_latex(Table("n", pd.DataFrame(), display, notes, label_columns=1))
+    floats = tex.split(r"\begin{table}")[1:]
+    assert len(floats) == 5 and r"\label{tab:n}" in floats[0] and "note 0" not in floats[0]
+    assert all(r"Notes to Table~\ref{tab:n}" in f for f in floats[1:]) and "(continued)" in floats[2]
+    assert all(sum(len(line) for line in f.splitlines() if line.startswith(r"\par note")) <= 4100
+               for f in floats[1:])
+    assert [n for n in notes if n.replace("_", r"\_") not in tex] == []
+
+
+@needs_pdflatex
+def test_long_notes_fit_the_page(tmp_path):
+    import pandas as pd
+
+    notes = [f"note {i}: " + "word " * 190 for i in range(14)]
+    t = Table("n", pd.DataFrame(), pd.DataFrame({"Run": ["a"], "Value": ["0.5"]}), notes, label_columns=1)
+    (tmp_path / "n.tex").write_text(to_latex(t))
+    rc, log = compile_tex(tmp_path / "n.tex", tmp_path)
+    assert rc == 0, log[-3000:]
+    assert "Float too large for page" not in log
