@@ -181,15 +181,9 @@ class SeedsTogether:
             return None if p == 0.0 else dropout_mask(tuple(x.shape), site_number(site), dkey, p)
         return mask_of
 
-    def _first_entries(self, idx: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """GRU4Rec._first_entries on the flat index of every seed (seeds' rows never meet)."""
-        k = idx.shape[0]
-        if self._arange.shape[0] < k:
-            self._arange = torch.arange(k, device=self.device)
-        ar = self._arange[:k]
-        self._slot.index_copy_(0, idx, ar)
-        pos = self._slot.index_select(0, idx)
-        return pos, pos == ar
+    #: GRU4Rec's representative-entry lookup, on the flat index of every seed (seeds' rows never
+    #: meet); it reads this object's own ``_slot`` and ``_arange`` buffers.
+    _first_entries = GRU4Rec._first_entries
 
     def _update(self, name: str, idx: torch.Tensor, grad: torch.Tensor, mask: torch.Tensor) -> None:
         W, A, V = self.item[name]
