@@ -304,3 +304,40 @@ def _convert_nested(convert, a):
     if isinstance(a, (tuple, list)):
         return tuple(_convert_nested(convert, x) for x in a)
     return convert(a) if isinstance(a, np.ndarray) else a
+
+
+def batches_seeds() -> bool:
+    """Whether :func:`batched_step_function` is available here: JAX (``jax.vmap``). On
+    TensorFlow and PyTorch seeds trained together step one after another
+    (:mod:`.seeds`): the step takes its gradient with ``tensorflow.GradientTape`` /
+    ``torch.autograd.grad`` and writes rows into variables in place, which neither
+    ``tensorflow.vectorized_map`` nor ``torch.func.vmap`` batches."""
+    return backend() == "jax"
+
+
+def batched_step_function(pure: Callable, in_axes: tuple, cache_key=None) -> Callable:
+    """JAX: ``pure(values, *args) -> (outputs, writes)`` (a step of :func:`step_function`) for
+    S models at once: ``f(values, *args) -> (outputs, new values)``, ``values`` each with a
+    leading seed axis, ``args`` batched along axis 0 where ``in_axes`` says 0 and shared where it
+    says ``None``; ``outputs`` get the seed axis. ``jax.vmap`` of the step with its writes
+    applied (rows: ``.at[rows].set`` per seed), jitted once per process and ``cache_key``, the
+    stacked values donated (updated in place). The caller holds the values."""
+    if backend() != "jax":
+        raise RuntimeError(f"batched_step_function: JAX only, Keras runs on {backend()!r}")
+    jax = _module("jax")
+
+    def fn(values, *args):
+        outputs, writes = pure(values, *args)
+        new = []
+        for v, w in zip(values, writes):
+            if w is None:
+                new.append(v)
+            elif w[0] == "all":
+                new.append(w[1])
+            else:
+                new.append(v.at[w[1]].set(w[2]))
+        return outputs, new
+
+    batched = jax.vmap(fn, in_axes=(0, *in_axes))
+    key = None if cache_key is None else ("batched", cache_key, tuple(in_axes))
+    return _jax_cached(key, lambda: jax.jit(batched, donate_argnums=0))

@@ -5,7 +5,14 @@ section 4, parameters of GRU4REC_API.md) or ``port`` (the tutorial's Keras
 port of SPEC.md section 5, with its flaw switches; see :mod:`.port`).
 ``params["backend"]``: the Keras backend (tensorflow, the default; jax; torch),
 set before Keras is first imported in this process (:func:`.use_backend`):
-this module imports Keras only inside :func:`run`.
+this module imports Keras only inside :func:`run` and :func:`run_together`.
+
+``run.seeds_together`` (:func:`run_together`) does what :func:`run` does for
+several seeds of one run trained together (:mod:`.seeds`: one vmapped step on
+JAX, the seeds' steps one after another on TensorFlow and PyTorch), each seed
+in its own folder; ``gru4rec_repro.run.run_seeds`` uses it when several seeds
+are left to train, unless ``GRU4REC_KERAS_SEEDS_TOGETHER=0``. The port
+variant runs seed by seed.
 """
 from __future__ import annotations
 
@@ -78,3 +85,53 @@ def run(train: pd.DataFrame, test: pd.DataFrame, params: dict, seed: int, ctx: R
             ranks = model.evaluate(test, progress=ctx.progress)
         model.save_weights(ctx.outdir / "weights.npz")
     return validate_ranks(ranks, "gru4rec_keras rank record")
+
+
+def run_together(train: pd.DataFrame, test: pd.DataFrame, params: dict, seeds: list[int],
+                 ctxs: list[RunContext]) -> list[pd.DataFrame]:
+    """:func:`run` for each of ``seeds`` (one ``ctxs[i]`` each: folder, threads, device), the
+    seeds trained together (:func:`.train.train_together`); returns the rank records in the
+    order of ``seeds``: the same weights (float32 tolerance) and rank records as :func:`run`
+    seed by seed (tests/test_gru4rec_keras_seeds.py). :func:`run` seed by seed for the port
+    variant, one seed, or ``GRU4REC_KERAS_SEEDS_TOGETHER=0``."""
+    if len(seeds) != len(ctxs):
+        raise ValueError(f"run_together: {len(seeds)} seeds but {len(ctxs)} run contexts")
+    params = dict(params or {})
+    variant = params.get("variant", "gru4rec")
+    if variant not in VARIANTS:
+        raise ValueError(f"gru4rec_keras: unknown variant {variant!r}; use one of {VARIANTS}")
+    backend = use_backend(params.get("backend"))  # before Keras is imported
+    from .seeds import seeds_together_enabled
+
+    if variant != "gru4rec" or len(seeds) == 1 or not seeds_together_enabled():
+        return [run(train, test, params, s, c) for s, c in zip(seeds, ctxs)]
+    params.pop("variant", None)
+    params["backend"] = backend
+    from . import compiled
+    from .model import GRU4Rec
+    from .train import train_together
+
+    ctx = ctxs[0]
+    device = configure(seeds[0], ctx.threads, ctx.device, ctx.log)
+    device_name = "gpu" if device.startswith("/GPU") else "cpu"
+    ctx.log.info("gru4rec_keras gru4rec: seeds %s together (%s), threads %d, device %s, Keras backend %s (%s), "
+                 "params %s", list(seeds), "one vmapped step" if compiled.batches_seeds() else "one after another",
+                 ctx.threads, device_name, backend, compiled.versions(), params)
+    item_ids = item_index(train)
+    support = item_support(train, item_ids)
+    ranks = []
+    with compiled.device_scope(device):
+        models = [GRU4Rec(len(item_ids), params, s, support=support) for s in seeds]
+        for m in models:
+            m.item_ids = item_ids
+        data = SessionData.from_frame(train, item_ids, where="train", time_sort=models[0].p["time_sort"])
+        train_together(models, data, [c.outdir for c in ctxs], support=support, threads=ctx.threads,
+                       device=device_name, progress=ctx.progress)
+        for m, c in zip(models, ctxs):
+            ranks.append(validate_ranks(m.evaluate(test, progress=c.progress), "gru4rec_keras rank record"))
+            m.save_weights(c.outdir / "weights.npz")
+    return ranks
+
+
+#: the contract's hook for several seeds of one run (gru4rec_repro.run.run_seeds)
+run.seeds_together = run_together

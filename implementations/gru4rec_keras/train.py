@@ -85,7 +85,7 @@ def read_log(log_path: Path, done: int) -> list[dict]:
 
 
 def log_epoch(records: list[dict], log_path: Path, epoch: int, loss: float, seconds: float, events: int,
-              steps: int, threads: int, device: str, what: str = "GRU4Rec (Keras)") -> dict:
+              steps: int, threads: int, device: str, what: str = "GRU4Rec (Keras)", extra: dict | None = None) -> dict:
     """Check the epoch's loss, add its record and rewrite ``train_log.jsonl`` atomically.
 
     Each record names the Keras backend and the versions of Keras and the backend.
@@ -97,7 +97,7 @@ def log_epoch(records: list[dict], log_path: Path, epoch: int, loss: float, seco
         raise FloatingPointError(f"{what}: loss is {loss} in epoch {epoch}")
     rec = {"epoch": epoch, "loss": loss, "events": events, "seconds": seconds, "events_per_s": events / seconds,
            "mbatches_per_s": steps / seconds, "threads": threads, "device": device,
-           "backend": compiled.backend(), "versions": compiled.versions()}
+           "backend": compiled.backend(), "versions": compiled.versions(), **(extra or {})}
     records.append(rec)
     log.info("%s epoch %d: loss %.5f, %.1f s, %.0f events/s", what, epoch, loss, seconds, rec["events_per_s"])
     with atomic_path(log_path) as tmp:
@@ -105,17 +105,48 @@ def log_epoch(records: list[dict], log_path: Path, epoch: int, loss: float, seco
     return rec
 
 
+def make_store(model: GRU4Rec, support: np.ndarray | None) -> SampleStore | None:
+    """The model's sample store (None without extra negatives), on its own seed stream (not the
+    one that initialised the weights)."""
+    p = model.p
+    if p["n_sample"] <= 0:
+        return None
+    if support is None:
+        raise ValueError("GRU4Rec (Keras): n_sample > 0 needs the item support")
+    return SampleStore(support, p["n_sample"], p["sample_alpha"], p["sample_store_size"], model.sample_seed)
+
+
+def run_epoch(stepper, data: SessionData, p: dict, negatives, desc: str, progress: bool):
+    """One epoch of session-parallel steps of ``stepper`` (a GRU4Rec, or seeds.SeedsTogether) from
+    zero state; ``negatives()``: the next step's extra negatives. Returns (the per-row losses
+    summed over the epoch: a tensor, one per seed for SeedsTogether; lane-steps; steps)."""
+    min_lanes = 2 if p["n_sample"] == 0 else 1
+    stepper.reset_state()
+    events = steps = 0
+    loss_sum = None
+    bar = tqdm(total=data.n_events - data.n_sessions, desc=desc, disable=not progress, unit="ev", mininterval=1.0)
+    for step in session_parallel(data, p["batch_size"], min_lanes=min_lanes):
+        if step.keep is not None:
+            stepper.keep_lanes(step.keep)
+        if step.reset is not None:
+            stepper.reset_lanes(step.reset)
+        loss = stepper.train_step_tensor(step.in_idx, step.out_idx, negatives())
+        loss_sum = loss if loss_sum is None else loss_sum + loss
+        events += len(step.in_idx)
+        steps += 1
+        if steps % 1000 == 0:
+            bar.update(events - bar.n)
+    bar.update(events - bar.n)
+    bar.close()
+    return (ops.zeros((), "float32") if loss_sum is None else loss_sum), events, steps
+
+
 def train(model: GRU4Rec, data: SessionData, outdir: Path, support: np.ndarray | None = None,
           threads: int = 1, device: str = "cpu", progress: bool = True) -> list[dict]:
     """Train ``model`` for ``n_epochs`` on ``data``; return the per-epoch log records."""
     p = model.p
     outdir = Path(outdir)
-    store = None
-    if p["n_sample"] > 0:
-        if support is None:
-            raise ValueError("GRU4Rec (Keras): n_sample > 0 needs the item support")
-        # its own seed stream (not the one that initialised the weights)
-        store = SampleStore(support, p["n_sample"], p["sample_alpha"], p["sample_store_size"], model.sample_seed)
+    store = make_store(model, support)
     key = fingerprint(model, data)
     ckpt = outdir / CHECKPOINT
     done = load_checkpoint(ckpt, model, store, key)
@@ -123,31 +154,77 @@ def train(model: GRU4Rec, data: SessionData, outdir: Path, support: np.ndarray |
         log.info("resuming after epoch %d from %s", done, ckpt)
     log_path = outdir / "train_log.jsonl"
     records = read_log(log_path, done)
-    min_lanes = 2 if p["n_sample"] == 0 else 1
     no_negatives = np.zeros(0, np.int32)
+    negatives = store.next if store is not None else (lambda: no_negatives)
     for epoch in range(done + 1, p["n_epochs"] + 1):
-        model.reset_state()
         t0 = time.perf_counter()
-        events = steps = 0
-        loss_sum = ops.zeros((), "float32")
-        bar = tqdm(total=data.n_events - data.n_sessions, desc=f"epoch {epoch}/{p['n_epochs']}",
-                   disable=not progress, unit="ev", mininterval=1.0)
-        for step in session_parallel(data, p["batch_size"], min_lanes=min_lanes):
-            if step.keep is not None:
-                model.keep_lanes(step.keep)
-            if step.reset is not None:
-                model.reset_lanes(step.reset)
-            neg = store.next() if store is not None else no_negatives
-            loss_sum += model.train_step_tensor(step.in_idx, step.out_idx, neg)
-            events += len(step.in_idx)
-            steps += 1
-            if steps % 1000 == 0:
-                bar.update(events - bar.n)
-        bar.update(events - bar.n)
-        bar.close()
+        loss_sum, events, steps = run_epoch(model, data, p, negatives, f"epoch {epoch}/{p['n_epochs']}", progress)
         # INTERFACES.md 3: the per-row losses summed over all steps and lanes / lane-steps
         log_epoch(records, log_path, epoch, float(ops.convert_to_numpy(loss_sum)) / max(events, 1), time.perf_counter() - t0,
                   events, steps, threads, device)
         save_checkpoint(ckpt, model, store, epoch, key)
     model.reset_state()
+    return records
+
+
+def train_together(models: list[GRU4Rec], data: SessionData, outdirs: list, support: np.ndarray | None = None,
+                   threads: int = 1, device: str = "cpu", progress: bool = True) -> list[list[dict]]:
+    """:func:`train` for several seeds of one run at once (:class:`.seeds.SeedsTogether`: one
+    vmapped step on JAX, the seeds' steps one after another elsewhere); returns each seed's
+    log records.
+
+    Each seed keeps its own folder (``outdirs``), sample store, ``train_log.jsonl`` and
+    ``checkpoint.npz``, written as :func:`train` writes them (the records gain
+    ``seeds_together``: how many seeds trained that epoch together; ``seconds`` is the epoch's
+    time of all of them), so a seed resumes alone or together alike. Seeds whose checkpoints
+    stopped at different epochs (a job killed between two seeds' checkpoints) are brought
+    level: each epoch trains together only the seeds that have not finished it (a seed behind
+    trains its missing epochs alone, or with the others behind), so no finished epoch is
+    trained again.
+    """
+    from .seeds import SeedsTogether
+
+    if len(models) != len(outdirs):
+        raise ValueError(f"train_together: {len(models)} models but {len(outdirs)} folders")
+    if not models:
+        return []
+    outdirs = [Path(o) for o in outdirs]
+    p = models[0].p
+    stores = [make_store(m, support) for m in models]
+    keys = [fingerprint(m, data) for m in models]
+    done, records = [], []
+    for m, o, st, k in zip(models, outdirs, stores, keys):
+        d = load_checkpoint(o / CHECKPOINT, m, st, k)
+        if d:
+            log.info("seed %d: resuming after epoch %d from %s", m.seed, d, o / CHECKPOINT)
+        done.append(d)
+        records.append(read_log(o / "train_log.jsonl", d))
+    no_negatives = np.zeros(0, np.int32)
+    group, members = None, None
+    for epoch in range(min(done) + 1, p["n_epochs"] + 1):
+        active = [i for i, d in enumerate(done) if d < epoch]
+        if active != members:  # (re)stack the seeds that train this epoch
+            members = active
+            group = SeedsTogether([models[i] for i in active]) if len(active) > 1 else models[active[0]]
+        if len(active) > 1:
+            def negatives(act=active):
+                return np.stack([stores[i].next() for i in act]) if p["n_sample"] > 0 else None
+        else:
+            st = stores[active[0]]
+            negatives = st.next if st is not None else (lambda: no_negatives)
+        t0 = time.perf_counter()
+        loss_sum, events, steps = run_epoch(group, data, p, negatives,
+                                            f"epoch {epoch}/{p['n_epochs']} ({len(active)} seeds)", progress)
+        losses = np.atleast_1d(ops.convert_to_numpy(loss_sum))
+        if len(active) > 1:
+            group.sync()
+        seconds = time.perf_counter() - t0
+        for j, i in enumerate(active):
+            log_epoch(records[i], outdirs[i] / "train_log.jsonl", epoch, float(losses[j]) / max(events, 1), seconds,
+                      events, steps, threads, device, what=f"GRU4Rec (Keras) seed {models[i].seed}",
+                      extra={"seeds_together": len(active)})
+            save_checkpoint(outdirs[i] / CHECKPOINT, models[i], stores[i], epoch, keys[i])
+            done[i] = epoch
+    for m in models:
+        m.reset_state()
     return records
