@@ -87,7 +87,7 @@ from tqdm.auto import tqdm
 
 from gru4rec_repro.atomic import atomic_path
 
-from . import BACKENDS
+from . import BACKENDS, compiled
 from .data import SessionData, session_parallel
 from .layers import OneHotLibraryGRU
 from .model import evaluate_sessions
@@ -206,7 +206,7 @@ class KerasPort:
         self.gru, self.dropout, self.dense = self.net.gru, self.net.dropout, self.net.dense
         # the port's input was a dense one-hot matrix: Adam updates every row of the kernel (on
         # TensorFlow the gather's sparse gradient becomes dense in Adam's moment update)
-        self.net.compile(optimizer=keras.optimizers.Adam(learning_rate=p["learning_rate"]),
+        self.net.compile(optimizer=compiled.fused_optimizer(keras.optimizers.Adam(learning_rate=p["learning_rate"])),
                          loss=keras.losses.SparseCategoricalCrossentropy(reduction="mean_with_sample_weight"),
                          jit_compile=JIT_COMPILE[p["backend"]])
         self.net.optimizer.build(self.net.trainable_variables)
