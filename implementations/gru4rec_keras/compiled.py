@@ -210,17 +210,25 @@ def sum_repeated_rows(idx, g_rows, n_rows: int, static: bool):
     ``g_rows`` of each row's positions, one entry per row written (so that writing them in
     any order gives the same result).
 
-    ``static`` (shapes fixed for XLA) or not TensorFlow: one entry per position, each
+    ``static`` (shapes fixed for XLA) or JAX: one entry per position, each
     position's sum (``segment_sum`` over a representative position per row, found by a
     scatter of the positions into an ``n_rows`` buffer: no ``unique``, which XLA cannot
     compile; no sort, measured slower). TensorFlow's graph: ``unique`` and
-    ``unsorted_segment_sum``, one entry per distinct row, as the TensorFlow-only Keras
+    ``unsorted_segment_sum`` (eager PyTorch: ``unique`` and ``index_add_``), one entry per
+    distinct row, as the TensorFlow-only Keras
     GRU4Rec did (commit 7e1bf23, optim.py ``_apply_sparse``): fewer ops and fewer rows
     to read and write (measured in README.md)."""
     if backend() == "tensorflow" and not static:
         tensorflow = _module("tensorflow")
         rows, where = tensorflow.unique(idx)
         return rows, tensorflow.math.unsorted_segment_sum(g_rows, where, tensorflow.shape(rows)[0])
+    if backend() == "torch" and not static:
+        # eager PyTorch: the same, with ``unique`` and ``index_add_`` (Keras' segment_sum on
+        # torch runs a dozen kernels; measured in README.md)
+        torch = _module("torch")
+        rows, where = torch.unique(idx, return_inverse=True)
+        g = torch.zeros((rows.shape[0],) + tuple(g_rows.shape[1:]), dtype=g_rows.dtype, device=g_rows.device)
+        return rows, g.index_add_(0, where, g_rows)
     ops = keras.ops
     n = ops.shape(idx)[0]
     buffer = ops.scatter_update(ops.zeros((n_rows,), "int32"), idx[:, None], ops.arange(n, dtype="int32"))
