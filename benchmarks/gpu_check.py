@@ -19,7 +19,8 @@ times), for every setting class of ``config/rsc15.yaml`` the plan prices
 * the jobs-per-GPU gain: events/s of N processes training at once on the one
   GPU (each with S seeds together) over one such process (``--jobs``);
 * the CUDA graph against eager steps (``steps.graph_against_eager``);
-* the Keras GRU4Rec on JAX (a subprocess with ``KERAS_BACKEND=jax``);
+* the Keras GRU4Rec on JAX (a subprocess with ``KERAS_BACKEND=jax``): one seed, and the
+  seeds-together gain of S seeds as one vmapped step (``implementations/gru4rec_keras/seeds.py``);
 * the baselines on this machine's CPU (BPR-MF epoch, POP / S-POP / Item-KNN
   fit, ranking), one thread.
 
@@ -413,36 +414,57 @@ def keras_worker(spec: dict) -> None:
     support = item_support(train, item_ids)
     data = SessionData.from_frame(train, item_ids)
     backend_key = "backend" in set(gru4rec_params.known_keys())
+    seeds = int(spec.get("seeds", 1))
+
+    def timed(stepper, negatives, min_lanes: int, batch: int) -> tuple[float, float, int]:
+        """(events/s per seed, seconds, steps) of ``stepper`` over a window after ``args.warmup`` steps."""
+        it = session_parallel(data, batch, min_lanes=min_lanes)
+        events = 0
+        last = None
+        t0 = None
+        for i, st in enumerate(it):
+            if i == args.warmup:
+                float(np.sum(keras.ops.convert_to_numpy(last)))
+                t0, events = time.perf_counter(), 0
+            if st.keep is not None:
+                stepper.keep_lanes(st.keep)
+            if st.reset is not None:
+                stepper.reset_lanes(st.reset)
+            last = stepper.train_step_tensor(st.in_idx, st.out_idx, negatives())
+            events += len(st.in_idx)
+            if t0 is not None and i % 50 == 0 and time.perf_counter() - t0 >= args.window_s:
+                break
+        float(np.sum(keras.ops.convert_to_numpy(last)))
+        seconds = time.perf_counter() - t0
+        return events / seconds, seconds, i
+
     for setting, label, params in KERAS_CASES:
         try:
             p0 = {**params, "n_epochs": 1, **spec.get("quick_params", {}),
                   **({"backend": keras.backend.backend()} if backend_key else {})}
             model = GRU4Rec(len(item_ids), p0, 1, support=support)
             p = model.p
+            min_lanes = 2 if p["n_sample"] == 0 else 1
             store = SampleStore(support, p["n_sample"], p["sample_alpha"], p["sample_store_size"],
                                 getattr(model, "sample_seed", 1)) if p["n_sample"] else None
             no_neg = np.zeros(0, np.int32)
-            step_fn = getattr(model, "train_step_tensor", None) or model.train_step
-            it = session_parallel(data, p["batch_size"], min_lanes=2 if p["n_sample"] == 0 else 1)
-            events = 0
-            last = None
-            t0 = None
-            for i, st in enumerate(it):
-                if i == args.warmup:
-                    float(keras.ops.convert_to_numpy(last))
-                    t0, events = time.perf_counter(), 0
-                if st.keep is not None:
-                    model.keep_lanes(st.keep)
-                if st.reset is not None:
-                    model.reset_lanes(st.reset)
-                last = step_fn(st.in_idx, st.out_idx, store.next() if store else no_neg)
-                events += len(st.in_idx)
-                if t0 is not None and i % 50 == 0 and time.perf_counter() - t0 >= args.window_s:
-                    break
-            float(keras.ops.convert_to_numpy(last))
-            seconds = time.perf_counter() - t0
-            print(json.dumps({"setting": setting, "label": label, "events_per_s": events / seconds,
-                              "seconds": seconds, "how": step_fn.__name__}), flush=True)
+            one, seconds, _ = timed(model, store.next if store else (lambda: no_neg), min_lanes, p["batch_size"])
+            row = {"setting": setting, "label": label, "events_per_s": one, "seconds": seconds,
+                   "how": "train_step_tensor"}
+            del model, store
+            if seeds > 1:  # the seeds-together gain: S seeds stepped together (seeds.SeedsTogether)
+                from implementations.gru4rec_keras.seeds import SeedsTogether
+
+                models = [GRU4Rec(len(item_ids), p0, 1 + s, support=support) for s in range(seeds)]
+                group = SeedsTogether(models)
+                stores = [SampleStore(support, p["n_sample"], p["sample_alpha"], p["sample_store_size"],
+                                      m.sample_seed) for m in models] if p["n_sample"] else None
+                many, _, _ = timed(group, (lambda: np.stack([st.next() for st in stores])) if stores else
+                                   (lambda: None), min_lanes, p["batch_size"])
+                row.update(seeds=seeds, seed_events_per_s=many * seeds, seeds_together=many * seeds / one,
+                           together_how="vmap" if group.batched else "sequential")
+                del models, group, stores
+            print(json.dumps(row), flush=True)
         except Exception as err:
             print(json.dumps({"setting": setting, "label": label, "error": f"{type(err).__name__}: {err}"}),
                   flush=True)
@@ -468,7 +490,9 @@ def keras_speeds(args, backend: str) -> list[dict]:
     if args.device == "cpu":
         env["CUDA_VISIBLE_DEVICES"] = "-1"
         env["JAX_PLATFORMS"] = "cpu"
-    spec = {"args": vars(args), "quick_params": QUICK_PARAMS}
+    # the seeds-together gain on JAX only (one vmapped step there; the other backends step the
+    # seeds one after another, a gain of about 1 not worth the device time)
+    spec = {"args": vars(args), "quick_params": QUICK_PARAMS, "seeds": args.seeds if backend == "jax" else 1}
     proc = subprocess.run([sys.executable, __file__, "--keras-worker", json.dumps(spec)],
                           capture_output=True, text=True, env=env, timeout=args.worker_timeout_s)
     rows = [json.loads(line) for line in proc.stdout.splitlines() if line.startswith("{")]
@@ -610,8 +634,11 @@ def run(args) -> int:
                 fig.setdefault("jobs_per_gpu", {})[n] = round(g, 3)
     if "keras" in args.frameworks:
         for backend in args.keras_backend:
-            say(f"\n[5] Keras GRU4Rec on {backend} ({args.window_s:g} s windows, one seed):")
-            if not budget.fits(90, f"keras on {backend}"):
+            together = backend == "jax" and S > 1
+            say(f"\n[5] Keras GRU4Rec on {backend} ({args.window_s:g} s windows, one seed"
+                + (f"; {S} seeds together, one vmapped step):" if together else "):"))
+            if not budget.fits(90 + (len(KERAS_CASES) * (args.window_s + 10) if together else 0),
+                               f"keras on {backend}"):
                 continue
             rows = attempt(f"keras on {backend}", keras_speeds, args, backend) or []
             for r in rows:
@@ -620,11 +647,16 @@ def run(args) -> int:
                 elif "error" in r:
                     say(f"  FAILED keras {r['label']}: {r['error']}")
                 else:
-                    say(f"  {r['label']:>18} ({r['setting']}): {r['events_per_s']:>10,.0f} events/s ({r['how']})")
+                    gain = r.get("seeds_together")
+                    say(f"  {r['label']:>18} ({r['setting']}): {r['events_per_s']:>10,.0f} events/s ({r['how']})"
+                        + (f"; {r['seeds']} seeds {r['together_how']}: {r['seed_events_per_s']:>10,.0f} "
+                           f"seed-events/s, gain x{gain:.2f}" if gain else ""))
                     label = "gru4rec_keras" + ("" if backend == "tensorflow" else f"-{backend}")
                     figures[f"{label}/{r['setting']}/{dev}"] = {
                         "events_per_s": round(r["events_per_s"], 1),
-                        "note": f"{r['label']}, backend {backend}, {args.items:,} items, steady state"}
+                        "note": f"{r['label']}, backend {backend}, {args.items:,} items, steady state",
+                        **({"seeds_together": {r["seeds"]: round(gain, 3)}}
+                           if gain and r.get("together_how") == "vmap" else {})}
     if "baselines" in args.frameworks:
         say("\n[6] baselines on this machine's CPU, one thread (fit over the training events, then ranking):")
         if budget.fits(40, "baselines"):
