@@ -456,7 +456,7 @@ def keras_worker(spec: dict) -> None:
                 from implementations.gru4rec_keras.seeds import SeedsTogether
 
                 models = [GRU4Rec(len(item_ids), p0, 1 + s, support=support) for s in range(seeds)]
-                group = SeedsTogether(models)
+                group = SeedsTogether(models, batched=True)  # JAX: one vmapped step (also on its CPU)
                 stores = [SampleStore(support, p["n_sample"], p["sample_alpha"], p["sample_store_size"],
                                       m.sample_seed) for m in models] if p["n_sample"] else None
                 many, _, _ = timed(group, (lambda: np.stack([st.next() for st in stores])) if stores else

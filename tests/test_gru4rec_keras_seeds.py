@@ -3,8 +3,9 @@
 This process runs the tests on its Keras backend (``KERAS_BACKEND``, default
 tensorflow); :func:`test_on_other_backend` runs this file again in a fresh
 process for each other backend (the pattern of tests/test_gru4rec_keras.py).
-On JAX the seeds are one vmapped step (the test that matters most); on
-TensorFlow and PyTorch they step one after another in one loop.
+On JAX the seeds are one vmapped step (``batched=True``: on JAX's CPU it is
+not the default; the test that matters most); on TensorFlow and PyTorch they
+step one after another in one loop.
 """
 from __future__ import annotations
 
@@ -30,6 +31,8 @@ from implementations.gru4rec_keras.train import train, train_together  # noqa: E
 
 ROOT = Path(__file__).resolve().parents[1]
 CHILD = "GRU4REC_KERAS_SEEDS_BACKEND_CHILD"
+#: JAX: the vmapped step, also on the CPU (where it is not the default); elsewhere the default
+BATCHED = True if compiled.batches_seeds() else None
 SEEDS = [1, 2, 3]
 
 #: every loss, every embedding mode (constrained / separate embedding / one-hot), dropout on in each,
@@ -128,7 +131,7 @@ def test_seeds_trained_together_equal_seeds_trained_alone(k, tmp_path):
     own folder, log and checkpoint."""
     models = [make(SETTINGS[k], s) for s in SEEDS]
     logs = train_together(models, data_of(models[0]), [tmp_path / f"together{s}" for s in SEEDS],
-                          support=SUPPORT, progress=False)
+                          support=SUPPORT, progress=False, batched=BATCHED)
     diffs = [assert_same_as_alone(k, s, m, lg, tmp_path) for s, m, lg in zip(SEEDS, models, logs)]
     print(f"{compiled.backend()} {IDS[k]}: largest weight difference together vs alone {max(diffs):.3g}")
     for s, lg in zip(SEEDS, logs):
@@ -145,7 +148,12 @@ def test_seeds_trained_together_equal_seeds_trained_alone(k, tmp_path):
 
 def test_seeds_together_batched_on_jax_only():
     m = [make(SETTINGS[0], s) for s in SEEDS[:2]]
-    assert SeedsTogether(m).batched == (compiled.backend() == "jax")
+    if compiled.backend() == "jax":
+        assert SeedsTogether(m, batched=True).batched
+    else:
+        assert not SeedsTogether(m).batched
+        with pytest.raises(ValueError, match="batched=True needs JAX"):
+            SeedsTogether(m, batched=True)
 
 
 def test_seeds_together_resume_from_their_own_checkpoints_without_retraining(tmp_path):
@@ -160,7 +168,7 @@ def test_seeds_together_resume_from_their_own_checkpoints_without_retraining(tmp
         train(m, data_of(m), d, support=SUPPORT, progress=False)
         before.append(json.loads((d / "train_log.jsonl").read_text().splitlines()[0]))
     models = [make(SETTINGS[0], s) for s in SEEDS]
-    logs = train_together(models, data_of(models[0]), dirs, support=SUPPORT, progress=False)
+    logs = train_together(models, data_of(models[0]), dirs, support=SUPPORT, progress=False, batched=BATCHED)
     for b, lg in zip(before, logs):
         assert lg[0] == b and "seeds_together" not in lg[0]  # epoch 1 kept, not retrained
         assert [r["seeds_together"] for r in lg[1:]] == [3]
@@ -168,7 +176,7 @@ def test_seeds_together_resume_from_their_own_checkpoints_without_retraining(tmp
     for seed, m, lg in zip(SEEDS, models, logs):
         assert_same_as_alone(0, seed, m, lg, tmp_path)
     again = [make(SETTINGS[0], s) for s in SEEDS]
-    assert train_together(again, data_of(again[0]), dirs, support=SUPPORT, progress=False) == logs
+    assert train_together(again, data_of(again[0]), dirs, support=SUPPORT, progress=False, batched=BATCHED) == logs
 
 
 def test_seeds_together_refuses_models_of_different_runs():

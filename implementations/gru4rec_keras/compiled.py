@@ -359,6 +359,14 @@ def batches_seeds() -> bool:
     return backend() == "jax"
 
 
+def batch_seeds_by_default() -> bool:
+    """Whether seeds trained together use :func:`batched_step_function` unless told: JAX on a
+    GPU (or another accelerator). On JAX's CPU the vmapped step of S seeds was measured no faster
+    than S single steps (0.63-1.24x per CPU-second, README.md), so there they step one after
+    another unless asked (``SeedsTogether(models, batched=True)``)."""
+    return backend() == "jax" and _module("jax").default_backend() != "cpu"
+
+
 def batched_step_function(pure: Callable, in_axes: tuple, cache_key=None) -> Callable:
     """JAX: ``pure(values, *args) -> (outputs, writes)`` (a step of :func:`step_function`) for
     S models at once: ``f(values, *args) -> (outputs, new values)``, ``values`` each with a

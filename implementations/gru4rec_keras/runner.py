@@ -9,7 +9,8 @@ this module imports Keras only inside :func:`run` and :func:`run_together`.
 
 ``run.seeds_together`` (:func:`run_together`) does what :func:`run` does for
 several seeds of one run trained together (:mod:`.seeds`: one vmapped step on
-JAX, the seeds' steps one after another on TensorFlow and PyTorch), each seed
+JAX on a GPU, the seeds' steps one after another on the CPU and on TensorFlow
+and PyTorch), each seed
 in its own folder; ``gru4rec_repro.run.run_seeds`` uses it when several seeds
 are left to train, unless ``GRU4REC_KERAS_SEEDS_TOGETHER=0``. The port
 variant runs seed by seed.
@@ -115,7 +116,7 @@ def run_together(train: pd.DataFrame, test: pd.DataFrame, params: dict, seeds: l
     device = configure(seeds[0], ctx.threads, ctx.device, ctx.log)
     device_name = "gpu" if device.startswith("/GPU") else "cpu"
     ctx.log.info("gru4rec_keras gru4rec: seeds %s together (%s), threads %d, device %s, Keras backend %s (%s), "
-                 "params %s", list(seeds), "one vmapped step" if compiled.batches_seeds() else "one after another",
+                 "params %s", list(seeds), "one vmapped step" if compiled.batch_seeds_by_default() else "one after another",
                  ctx.threads, device_name, backend, compiled.versions(), params)
     item_ids = item_index(train)
     support = item_support(train, item_ids)

@@ -168,10 +168,11 @@ def train(model: GRU4Rec, data: SessionData, outdir: Path, support: np.ndarray |
 
 
 def train_together(models: list[GRU4Rec], data: SessionData, outdirs: list, support: np.ndarray | None = None,
-                   threads: int = 1, device: str = "cpu", progress: bool = True) -> list[list[dict]]:
+                   threads: int = 1, device: str = "cpu", progress: bool = True,
+                   batched: bool | None = None) -> list[list[dict]]:
     """:func:`train` for several seeds of one run at once (:class:`.seeds.SeedsTogether`: one
-    vmapped step on JAX, the seeds' steps one after another elsewhere); returns each seed's
-    log records.
+    vmapped step on JAX on a GPU or with ``batched=True``, the seeds' steps one after another
+    elsewhere); returns each seed's log records.
 
     Each seed keeps its own folder (``outdirs``), sample store, ``train_log.jsonl`` and
     ``checkpoint.npz``, written as :func:`train` writes them (the records gain
@@ -205,7 +206,7 @@ def train_together(models: list[GRU4Rec], data: SessionData, outdirs: list, supp
         active = [i for i, d in enumerate(done) if d < epoch]
         if active != members:  # (re)stack the seeds that train this epoch
             members = active
-            group = SeedsTogether([models[i] for i in active]) if len(active) > 1 else models[active[0]]
+            group = SeedsTogether([models[i] for i in active], batched) if len(active) > 1 else models[active[0]]
         if len(active) > 1:
             def negatives(act=active):
                 return np.stack([stores[i].next() for i in act]) if p["n_sample"] > 0 else None
