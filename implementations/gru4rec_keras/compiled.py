@@ -352,10 +352,10 @@ def _convert_nested(convert, a):
 
 def batches_seeds() -> bool:
     """Whether :func:`batched_step_function` is available here: JAX (``jax.vmap``). On
-    TensorFlow and PyTorch seeds trained together step one after another
-    (:mod:`.seeds`): the step takes its gradient with ``tensorflow.GradientTape`` /
-    ``torch.autograd.grad`` and writes rows into variables in place, which neither
-    ``tensorflow.vectorized_map`` nor ``torch.func.vmap`` batches."""
+    TensorFlow and PyTorch seeds trained together step one after another (:mod:`.seeds`;
+    ``tensorflow.vectorized_map`` and ``torch.func.vmap`` not tried: the step takes its
+    gradient with ``tensorflow.GradientTape`` / ``torch.autograd.grad`` and writes rows into
+    variables in place)."""
     return backend() == "jax"
 
 

@@ -21,10 +21,11 @@ in :func:`.train.train_together`), so each model's ``evaluate``,
 ``save_weights`` and checkpoint work unchanged.
 
 On TensorFlow and PyTorch the seeds' steps run one after another in the same
-process and loop (each model's own compiled step; the gain is about 1): the
-step's gradient (``GradientTape`` / ``torch.autograd.grad``) and its in-place
-row writes into variables are what ``tensorflow.vectorized_map`` and
-``torch.func.vmap`` do not batch. So do they on JAX's CPU unless
+process and loop (each model's own compiled step; the gain is about 1).
+``tensorflow.vectorized_map`` and ``torch.func.vmap`` were not tried: the step
+takes its gradient with ``GradientTape`` / ``torch.autograd.grad`` and writes
+item rows into variables in place, which would first have to become
+functional. So do the seeds on JAX's CPU unless
 ``batched=True``: there the vmapped step of 5 seeds was measured at 0.63-1.24x
 the events per CPU-second of 5 single steps (README.md).
 
