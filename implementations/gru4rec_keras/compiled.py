@@ -188,10 +188,11 @@ def fused_optimizer(optimizer):
             # the learning rate is read inside (a variable or a schedule of the iterations), so
             # that the XLA function takes only the gradients
             steps[key] = tensorflow.function(
-                lambda g: unfused([tensorflow.convert_to_tensor(x) for x in g], trainable_variables,
-                                  optimizer._get_current_learning_rate()),
+                lambda g: unfused(g, trainable_variables, optimizer._get_current_learning_rate()),
                 jit_compile=True, autograph=False)
-        return steps[key](list(grads))
+        # dense before the XLA function: a sparse gradient's row count varies with the batch and
+        # would compile the function anew for every batch size
+        return steps[key]([tensorflow.convert_to_tensor(g) for g in grads])
     optimizer._backend_update_step = update
     return optimizer
 
