@@ -276,17 +276,7 @@ def step_function(pure: Callable, variables: list, jit: bool = False, specs: lis
     if name == "jax":
         jax = _module("jax")
 
-        def fn(values, *args):
-            outputs, writes = pure(values, *args)
-            new = []
-            for v, w in zip(values, writes):
-                if w is None:
-                    new.append(v)
-                elif w[0] == "all":
-                    new.append(w[1])
-                else:
-                    new.append(v.at[w[1]].set(w[2]))
-            return outputs, new
+        fn = _with_writes_applied(pure)
         jitted = _jax_cached(cache_key, lambda: jax.jit(fn, donate_argnums=0))
 
         def call(*args):
@@ -337,6 +327,24 @@ def step_function(pure: Callable, variables: list, jit: bool = False, specs: lis
     return call
 
 
+def _with_writes_applied(pure: Callable) -> Callable:
+    """JAX: ``pure(values, *args) -> (outputs, writes)`` as ``f(values, *args) -> (outputs, new
+    values)``, each write applied functionally (``None``: unchanged; ``("all", x)``; ``("rows",
+    idx, rows)``: ``.at[idx].set(rows)``, in place once jitted with the values donated)."""
+    def fn(values, *args):
+        outputs, writes = pure(values, *args)
+        new = []
+        for v, w in zip(values, writes):
+            if w is None:
+                new.append(v)
+            elif w[0] == "all":
+                new.append(w[1])
+            else:
+                new.append(v.at[w[1]].set(w[2]))
+        return outputs, new
+    return fn
+
+
 def _jax_cached(key, make: Callable) -> Callable:
     if key is None:
         return make()
@@ -379,18 +387,6 @@ def batched_step_function(pure: Callable, in_axes: tuple, cache_key=None) -> Cal
         raise RuntimeError(f"batched_step_function: JAX only, Keras runs on {backend()!r}")
     jax = _module("jax")
 
-    def fn(values, *args):
-        outputs, writes = pure(values, *args)
-        new = []
-        for v, w in zip(values, writes):
-            if w is None:
-                new.append(v)
-            elif w[0] == "all":
-                new.append(w[1])
-            else:
-                new.append(v.at[w[1]].set(w[2]))
-        return outputs, new
-
-    batched = jax.vmap(fn, in_axes=(0, *in_axes))
+    batched = jax.vmap(_with_writes_applied(pure), in_axes=(0, *in_axes))
     key = None if cache_key is None else ("batched", cache_key, tuple(in_axes))
     return _jax_cached(key, lambda: jax.jit(batched, donate_argnums=0))
