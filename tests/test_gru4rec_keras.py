@@ -255,6 +255,38 @@ def test_same_seed_same_result():
         np.testing.assert_array_equal(v, m2.get_weights()[k])
 
 
+@pytest.mark.parametrize("loss", ["cross-entropy", "bpr-max"])
+def test_xla_step_is_the_graph_step(loss):
+    """TensorFlow with ``jit_compile``: the XLA train step (tail lanes padded, dropout masks drawn
+    by a graph step of their own before it) gives the graph step's losses, weights and ranks
+    from the same seed: the same masks, the same generator state afterwards."""
+    if keras.backend.backend() != "tensorflow":
+        pytest.skip("jit_compile switches the train step on TensorFlow only (JAX: always XLA; "
+                    "torch.compile is not the default there)")
+    params = {"layers": [6], "batch_size": 3, "n_sample": 4, "loss": loss, "dropout_p_hidden": 0.4,
+              "dropout_p_embed": 0.25, "momentum": 0.2, "logq": 1.0 if loss == "cross-entropy" else 0.0}
+    graph = GRU4Rec(10, {**params, "jit_compile": False}, seed=3, support=np.arange(1, 11.0))
+    xla = GRU4Rec(10, {**params, "jit_compile": True}, seed=3, support=np.arange(1, 11.0))
+    assert graph._draw_masks is None and xla._draw_masks is not None and xla.pad
+    rng = np.random.default_rng(1)
+    for lanes in [3, 3, 2, 1, 3, 3, 2]:  # two epochs' shrinking tails: the XLA step pads them to 3 lanes
+        b = (rng.integers(0, 10, lanes), rng.integers(0, 10, lanes), rng.integers(0, 10, 4))
+        for m in (graph, xla):
+            if lanes > m.H[0].shape[0]:
+                m.reset_state()
+            elif lanes < m.H[0].shape[0]:
+                m.keep_lanes(np.arange(lanes))
+            m.reset_lanes(np.arange(lanes) == lanes - 1)
+        np.testing.assert_allclose(xla.train_step(*b), graph.train_step(*b), rtol=2e-5)
+        np.testing.assert_array_equal(ops.convert_to_numpy(xla.generator.state.value),
+                                      ops.convert_to_numpy(graph.generator.state.value))
+    for k, v in graph.get_weights().items():
+        np.testing.assert_allclose(xla.get_weights()[k], v, rtol=1e-5, atol=1e-6)
+    test = frame({1: [0, 3, 5, 7], 2: [2, 2, 9]})
+    g, x = graph.evaluate(test), xla.evaluate(test)
+    pd.testing.assert_frame_equal(x, g)
+
+
 @pytest.mark.parametrize("seed", [7, 2 ** 31 - 2])
 def test_dropout_draws_are_keras_draws(seed):
     """``compiled.uniform_draws`` in a compiled step (TensorFlow: its own stateless ops keyed by the

@@ -359,6 +359,16 @@ class GRU4Rec:
     def _reset(H, mask):
         return [ops.where(mask[:, None], ops.zeros_like(h), h) for h in H]
 
+    def _pure_masks(self, values, lanes):
+        """The dropout masks of one training step of ``lanes`` lanes, one per site in order, from
+        the generator's state ``values[0]``: (masks, [write of the generator's new state]). The
+        draws: compiled.uniform_draws (TensorFlow's stateless ops keyed by the state; Keras'
+        ``keras.random.uniform`` elsewhere)."""
+        shapes = self.mask_shapes(1)
+        draws, new_seed = compiled.uniform_draws(self.generator, values[0],
+                                                 [(lanes, width) for _, width in shapes.values()])
+        return tuple(self.dropouts[site].scale(u) for site, u in zip(shapes, draws)), [("all", new_seed)]
+
     def _pure_train(self, values, H, in_idx, out_idx, neg_idx, reset_mask, active, masks=None):
         """One training step on the values of ``state_vars``: ((loss sum, new state), writes).
         ``active``: 1 for the lanes of the batch, 0 for padding lanes (fixed-shape steps: their
@@ -373,14 +383,8 @@ class GRU4Rec:
         if masks is None:
             masks = {}
             if self.dropout_p:
-                lanes = ops.shape(in_idx)[0]
-                shapes = self.mask_shapes(1)
-                # the generator's draws (compiled.uniform_draws: TensorFlow's stateless ops keyed by
-                # its state, Keras' keras.random.uniform elsewhere), one per site in order
-                draws, new_seed = compiled.uniform_draws(self.generator, seed,
-                                                         [(lanes, width) for _, width in shapes.values()])
-                masks = {site: self.dropouts[site].scale(u) for site, u in zip(shapes, draws)}
-                seed_write = ("all", new_seed)
+                drawn, (seed_write,) = self._pure_masks([seed], ops.shape(in_idx)[0])
+                masks = dict(zip(self.mask_shapes(1), drawn))
         else:
             masks = dict(zip(self.mask_shapes(1), masks))
         log_q = None
@@ -445,6 +449,12 @@ class GRU4Rec:
         self._train_masked = compiled.step_function(self._pure_train, self.state_vars, jit,
                                                     [state, idx, idx, idx, mask, active, masks],
                                                     cache_key=key("train_masked"))
+        #: the masks drawn by a step of their own before an XLA train step (TensorFlow with
+        #: jit_compile: its XLA random draw costs more than the rest of the step; the same numbers)
+        self._draw_masks = None
+        if self.dropout_p and compiled.draws_outside_xla(jit):
+            self._draw_masks = compiled.step_function(self._pure_masks, [self.generator.state], False,
+                                                      [Spec((), "int32")])
         self._score = compiled.step_function(self._pure_score, self.variables, jit, [state, idx, mask],
                                              writes=False, cache_key=key("score"))
         self._rank = compiled.step_function(self._pure_rank, self.variables, jit, [state, idx, idx, mask],
@@ -475,6 +485,8 @@ class GRU4Rec:
                 masks = tuple(np.concatenate([m, np.zeros((pad, m.shape[1]), np.float32)]) for m in masks)
         active = (np.arange(len(in_idx)) < lanes).astype(np.float32)
         args = (H, in_idx, out_idx, np.asarray(neg_idx, np.int32), reset, active)
+        if masks is None and self._draw_masks is not None:
+            masks = self._draw_masks(np.int32(len(in_idx)))
         if masks is None:
             loss_sum, H = self._train(*args)
         else:
