@@ -7,16 +7,20 @@ round, the ratio of each round and the median of the ratios, for each paired run
 """
 from __future__ import annotations
 
+import argparse
 import re
 import statistics
-import sys
 
-LINE = re.compile(r"^\[(?P<label>[^ \]]+) core \d+\]\s+(?P<case>[^:]+):.*\((?P<rate>[\d,]+) events per CPU-second")
+LINE = re.compile(r"^\[(?P<label>[^ \]]+) core \d+\]\s+(?P<rest>.*?)(?P<rate>[\d,]+) events per CPU-second")
+#: the case of a line (after the prefix): its text before the first ':' by default;
+#: ``--case REGEX`` with a group named ``case`` for other printouts, e.g. bench_vs_authors.py's
+#: "xe  authors run 1: ..." lines: ``--case '^(?P<case>\S+)'``
+DEFAULT_CASE = r"^(?P<case>[^:]+):"
 #: printout fields that name the program rather than the case
 PROGRAM_FIELDS = re.compile(r"\s(backend|jit|device|threads)=\S+")
 
 
-def ratios(lines) -> list[dict]:
+def ratios(lines, case_re: str = DEFAULT_CASE) -> list[dict]:
     """One {case: {label: [rate of round 1, ...]}} per paired run of the log (each starts with
     its "# A = " line), labels in the order they first appear."""
     runs: list[dict] = []
@@ -26,15 +30,20 @@ def ratios(lines) -> list[dict]:
             out = {}
             runs.append(out)
         m = LINE.match(line)
-        if m:
-            case = " ".join(PROGRAM_FIELDS.sub("", " " + m["case"]).split())
+        c = re.match(case_re, m["rest"]) if m else None
+        if c:
+            case = " ".join(PROGRAM_FIELDS.sub("", " " + c["case"]).split())
             out.setdefault(case, {}).setdefault(m["label"], []).append(int(m["rate"].replace(",", "")))
     return runs
 
 
-def main(path: str) -> None:
-    with open(path) as f:
-        runs = ratios(f)
+def main(argv=None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("log")
+    ap.add_argument("--case", default=DEFAULT_CASE, help="regex with a group 'case' (default: text before ':')")
+    args = ap.parse_args(argv)
+    with open(args.log) as f:
+        runs = ratios(f, args.case)
     for case, by_label in ((c, t) for run in runs for c, t in run.items()):
         if len(by_label) != 2:
             print(f"{case}: {len(by_label)} programs, need 2")
@@ -46,4 +55,4 @@ def main(path: str) -> None:
 
 
 if __name__ == "__main__":
-    main(sys.argv[1])
+    main()
