@@ -25,8 +25,10 @@ items is the size of the public 100k-session RSC15 sample, 37,000 gives the
 35,000 items of full RSC15's training split; same session lengths and
 popularity skew in both).
 
-``--seeds S`` (S > 1): seeds trained together. Ours trains S seeds as one
-batched model (the seeds-together API of GRU4REC_API.md); the authors' code
+``--seeds S`` (S > 1): seeds trained together. Ours trains S seeds in one
+epoch loop (the seeds-together API of GRU4REC_API.md: ``train.train_together``
+of gru4rec_torch, one batched model; of gru4rec_keras, one vmapped step on JAX
+on a GPU, the seeds' steps one after another elsewhere); the authors' code
 has no such thing, so its program runs S fits one after the other in one
 process (seeds 1..S through ``torch.manual_seed``). Each run's figure is the
 events of all S seeds over the CPU time (and the wall time) of all S epochs.
@@ -54,17 +56,12 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
-API_DOC = ROOT / "implementations" / "GRU4REC_API.md"
 PROGRAMS = ("authors", "torch", "keras")
 KERAS_BACKENDS = ("tensorflow", "jax", "torch")
 #: Goal of issue 19 (events per CPU-second, ratio to the authors' code, every setting)
 GOAL = {"torch": 2.0, "keras": 1.5}
 #: Sessions of the preflight run of each program
 PREFLIGHT_SESSIONS = 300
-
-
-class SeedsTogetherMissing(RuntimeError):
-    """The implementation has no seeds-together API (yet)."""
 
 
 # --------------------------------------------------------------------- workers
@@ -174,29 +171,25 @@ def _epoch_result(line: dict, cpu: float, seeds: int = 1) -> dict:
             "seeds": seeds}
 
 
-def _seeds_api_documented(framework: str) -> None:
-    """Raise SeedsTogetherMissing unless GRU4REC_API.md documents seeds trained together
-    (the Keras side: no call of its to plug in yet)."""
-    text = API_DOC.read_text() if API_DOC.is_file() else ""
-    if not re.search(r"seeds?[ -]together", text, re.IGNORECASE):
-        raise SeedsTogetherMissing(
-            f"--seeds > 1 needs the seeds-together API of {framework} (issue 19 item 1), and "
-            f"{API_DOC.relative_to(ROOT)} documents none yet: run with --seeds 1, or wait for it")
+def _seeds_result(lines: list[dict], cpu: float, seeds: list[int], framework: str) -> dict:
+    """One result for one epoch of ``seeds`` trained together, from each seed's epoch line
+    (that seed's events; the group's seconds): events are those of all the seeds."""
+    if lines[0].get("seeds_together", len(seeds)) != len(seeds):
+        raise RuntimeError(f"{framework} trained {lines[0].get('seeds_together')} seeds together, not {len(seeds)}")
+    events = sum(ln["events"] for ln in lines)  # each line: that seed's events, the group's seconds
+    seconds = lines[0]["seconds"]
+    return {"events_per_s": events / seconds, "mbatches_per_s": lines[0]["mbatches_per_s"], "seconds": seconds,
+            "loss": sum(ln["loss"] for ln in lines) / len(lines), "events": events, "cpu_seconds": cpu,
+            "seeds": len(seeds)}
 
 
 def _torch_seeds_together(df, params: dict, seeds: list[int], device: str, threads: int) -> dict:
     """One epoch of ``len(seeds)`` seeds trained together in gru4rec_torch
     (``train.train_together``, as ``runner.run_together`` calls it); events are
-    those of all the seeds. The one place that knows the seeds-together call."""
-    try:
-        from implementations.gru4rec_torch.train import train_together
-    except ImportError as err:
-        raise SeedsTogetherMissing(
-            f"--seeds > 1 needs gru4rec_torch's seeds-together API (issue 19 item 1: train.train_together, "
-            f"{API_DOC.relative_to(ROOT)}), which this checkout does not have ({err}): run with --seeds 1, "
-            "or wait for it") from err
+    those of all the seeds. The one place that knows its seeds-together call."""
     from implementations.gru4rec_torch.model import GRU4Rec
     from implementations.gru4rec_torch.runner import build
+    from implementations.gru4rec_torch.train import train_together
 
     p = {**params, "n_epochs": 1}
     model, data = build(df, p, seeds[0], device)
@@ -209,13 +202,7 @@ def _torch_seeds_together(df, params: dict, seeds: list[int], device: str, threa
         lines = [h[-1] for h in train_together(models, data, outdirs, threads=threads, device_label=device,
                                                progress=False, checkpoint=False)]
         cpu = time.process_time() - c0
-    if lines[0].get("seeds_together", len(seeds)) != len(seeds):
-        raise RuntimeError(f"gru4rec_torch trained {lines[0].get('seeds_together')} seeds together, not {len(seeds)}")
-    events = sum(ln["events"] for ln in lines)  # each line: that seed's events, the group's seconds
-    seconds = lines[0]["seconds"]
-    return {"events_per_s": events / seconds, "mbatches_per_s": lines[0]["mbatches_per_s"], "seconds": seconds,
-            "loss": sum(ln["loss"] for ln in lines) / len(lines), "events": events, "cpu_seconds": cpu,
-            "seeds": len(seeds)}
+    return _seeds_result(lines, cpu, seeds, "gru4rec_torch")
 
 
 def run_torch(data_path: str, params: dict, device: str, threads: int, seeds=(1,)) -> dict:
@@ -235,32 +222,41 @@ def run_torch(data_path: str, params: dict, device: str, threads: int, seeds=(1,
 
 def run_keras(data_path: str, params: dict, device: str, threads: int, backend: str, seeds=(1,)) -> dict:
     """One epoch of the Keras GRU4Rec on ``backend`` (set before Keras is imported,
-    as ``gru4rec_keras.runner.run`` does with its ``backend`` run parameter)."""
+    as ``gru4rec_keras.runner.run`` does with its ``backend`` run parameter); several
+    ``seeds`` trained together (``train.train_together``, as ``runner.run_together``
+    calls it: one vmapped step on JAX on a GPU, the seeds' steps one after another
+    elsewhere), events those of all the seeds. The one place that knows its
+    seeds-together call."""
     from implementations.gru4rec_keras import use_backend
 
     use_backend(backend)
-    import keras
-
-    if len(seeds) > 1:
-        _seeds_api_documented("gru4rec_keras")
-        raise SeedsTogetherMissing("gru4rec_keras: bench_vs_authors.run_keras has no seeds-together call yet; "
-                                   "add the one GRU4REC_API.md documents")
-    from implementations.gru4rec_keras import runner
+    from implementations.gru4rec_keras import compiled, runner
     from implementations.gru4rec_keras.data import SessionData, item_index
     from implementations.gru4rec_keras.model import GRU4Rec
-    from implementations.gru4rec_keras.train import train
+    from implementations.gru4rec_keras.train import train, train_together
 
+    seeds = list(seeds)
     dev = runner.configure(seeds[0], threads, device)
     df = _frame(data_path)
     item_ids = item_index(df)
     support = runner.item_support(df, item_ids)
-    with keras.device(dev.strip("/").lower()), tempfile.TemporaryDirectory() as out:
-        model = GRU4Rec(len(item_ids), {**params, "n_epochs": 1, "backend": backend}, seeds[0], support=support)
-        data = SessionData.from_frame(df, item_ids, where="train", time_sort=model.p.get("time_sort", True))
+    p = {**params, "n_epochs": 1, "backend": backend}
+    with compiled.device_scope(dev), tempfile.TemporaryDirectory() as out:
+        models = [GRU4Rec(len(item_ids), p, s, support=support) for s in seeds]
+        data = SessionData.from_frame(df, item_ids, where="train", time_sort=models[0].p.get("time_sort", True))
+        if len(seeds) == 1:
+            c0 = time.process_time()
+            line = train(models[0], data, Path(out), support=support, threads=threads, device=device,
+                         progress=False)[-1]
+            return _epoch_result(line, time.process_time() - c0)
+        outdirs = [Path(out) / f"seed{s}" for s in seeds]
+        for o in outdirs:
+            o.mkdir()
         c0 = time.process_time()
-        line = train(model, data, Path(out), support=support, threads=threads, device=device, progress=False)[-1]
+        lines = [h[-1] for h in train_together(models, data, outdirs, support=support, threads=threads,
+                                               device=device, progress=False)]
         cpu = time.process_time() - c0
-    return _epoch_result(line, cpu)
+    return _seeds_result(lines, cpu, seeds, "gru4rec_keras")
 
 
 def worker(args) -> None:
@@ -269,16 +265,12 @@ def worker(args) -> None:
     torch.set_num_threads(args.threads)
     params = json.loads(args.params)
     seeds = list(range(1, args.seeds + 1))
-    try:
-        if args.worker == "authors":
-            r = run_authors(args.authors, args.data, params, args.device, seeds)
-        elif args.worker == "torch":
-            r = run_torch(args.data, params, args.device, args.threads, seeds)
-        else:
-            r = run_keras(args.data, params, args.device, args.threads, args.backend, seeds)
-    except SeedsTogetherMissing as err:
-        print(f"SEEDS-TOGETHER MISSING: {err}", file=sys.stderr, flush=True)
-        raise SystemExit(3)
+    if args.worker == "authors":
+        r = run_authors(args.authors, args.data, params, args.device, seeds)
+    elif args.worker == "torch":
+        r = run_torch(args.data, params, args.device, args.threads, seeds)
+    else:
+        r = run_keras(args.data, params, args.device, args.threads, args.backend, seeds)
     print("RESULT " + json.dumps(r), flush=True)
 
 
@@ -308,9 +300,9 @@ def keras_available(backend: str = "tensorflow") -> str | None:
 
 
 class ProgramFailed(RuntimeError):
-    def __init__(self, program: str, message: str, seeds_missing: bool = False):
+    def __init__(self, program: str, message: str):
         super().__init__(message)
-        self.program, self.seeds_missing = program, seeds_missing
+        self.program = program
 
 
 def spawn(program: str, setting: str, params: dict, data: str, args) -> dict:
@@ -335,11 +327,16 @@ def spawn(program: str, setting: str, params: dict, data: str, args) -> dict:
     r = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True)
     lines = [ln for ln in r.stdout.splitlines() if ln.startswith("RESULT ")]
     if r.returncode != 0 or not lines:
-        missing = [ln for ln in r.stderr.splitlines() if ln.startswith("SEEDS-TOGETHER MISSING: ")]
-        if missing:
-            raise ProgramFailed(program, f"{program}: {missing[-1].split(': ', 1)[1]}", seeds_missing=True)
         raise ProgramFailed(program, f"{program} on {setting} failed (exit {r.returncode}):\n{r.stderr[-3000:]}")
     return json.loads(lines[-1][len("RESULT "):])
+
+
+def seeds_label(program: str, seeds: int) -> str:
+    """What one run of ``program`` is with ``--seeds`` > 1: ours trains the seeds together,
+    the authors' code has one run per seed, one after the other."""
+    if family(program) == "authors":
+        return f"{seeds} sequential runs of the authors' code"
+    return f"{seeds} seeds together"
 
 
 def compare(df, settings, programs, args, dropped: dict | None = None) -> list[dict]:
@@ -361,6 +358,11 @@ def compare(df, settings, programs, args, dropped: dict | None = None) -> list[d
     print("data:", shape_report(df))
     print(f"one epoch per run{f' of {seeds} seeds' if seeds > 1 else ''}, {args.threads} thread(s), "
           f"device {args.device}, {args.repeats} repeats, programs alternated", flush=True)
+    if seeds > 1:
+        ours = [p for p in programs if p != "authors"]
+        print("each run: " + "; ".join(
+            ([f"{', '.join(ours)}: {seeds_label('ours', seeds)}"] if ours else [])
+            + ([f"authors: {seeds_label('authors', seeds)}"] if "authors" in programs else [])), flush=True)
     results = []
     with tempfile.TemporaryDirectory() as tmp:
         data = str(Path(tmp) / "train.tsv")
@@ -389,7 +391,8 @@ def compare(df, settings, programs, args, dropped: dict | None = None) -> list[d
                     results.append(r)
                     print(f"  {setting:>14} {program:>16} run {rep + 1}: {r['events_per_s']:>9,.0f} events/s, "
                           f"{r['events_per_cpu_s']:>9,.0f} events per CPU-second ({r['events']:,} events, "
-                          f"{r['seconds']:.1f} s, {r['cpu_seconds']:.1f} CPU-s, loss {r['loss']:.4f})", flush=True)
+                          f"{r['seconds']:.1f} s, {r['cpu_seconds']:.1f} CPU-s, loss {r['loss']:.4f}"
+                          f"{'; ' + seeds_label(program, seeds) if seeds > 1 else ''})", flush=True)
             runs = {p: v for p, v in runs.items() if v}
             for key, what in (("events_per_s", "events/s (wall)"), ("events_per_cpu_s", "events per CPU-second")):
                 med = {p: statistics.median(x[key] for x in v) for p, v in runs.items()}
@@ -430,6 +433,10 @@ def summary(results: list[dict]) -> str:
         rows.append("| " + " | ".join(cells) + " |")
     rows.append(f"events per CPU-second, medians; goal of issue 19: torch >= {GOAL['torch']}x, "
                 f"keras >= {GOAL['keras']}x the authors' ({below} cell(s) below)")
+    seeds = max(r.get("seeds", 1) for r in results) if results else 1
+    if seeds > 1:
+        rows.append(f"each cell: the events of {seeds} seeds; "
+                    + ", ".join(f"{p}: {seeds_label(p, seeds)}" for p in programs))
     return "\n".join(rows)
 
 
@@ -454,7 +461,7 @@ def preflight(df, settings, programs, args) -> dict:
             try:
                 spawn(program, setting, SETTINGS[setting], data, args)
             except ProgramFailed as err:
-                if err.seeds_missing or family(program) != "keras":
+                if family(program) != "keras":
                     raise
                 dropped[program] = str(err)
                 print(f"preflight: {program} failed, left out: {err}", flush=True)

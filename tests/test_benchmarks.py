@@ -1,6 +1,9 @@
 """Smoke tests of benchmarks/bench_vs_authors.py (no timing asserted, no authors' code needed)."""
+import importlib.util
+import math
 import sys
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
@@ -9,6 +12,9 @@ sys.path.insert(0, str(BENCH))
 
 import bench_vs_authors as bva  # noqa: E402
 from rsc15_like import SETTINGS, synthetic_sessions  # noqa: E402
+
+#: the fields of a worker's result that compare() and summary() read
+RESULT_FIELDS = {"events_per_s", "mbatches_per_s", "seconds", "loss", "events", "cpu_seconds", "seeds"}
 
 
 def _result(program, setting, cpu_rate, wall_rate, items=3000):
@@ -51,20 +57,31 @@ def test_torch_worker_one_seed_and_seeds_together(tmp_path):
     params = {**SETTINGS["bprmax"], "n_sample": 16}
     one = bva.run_torch(str(path), params, "cpu", 1)
     assert one["seeds"] == 1 and one["events"] > 0 and one["cpu_seconds"] > 0
-    try:
-        from implementations.gru4rec_torch.train import train_together  # noqa: F401
-    except ImportError:
-        with pytest.raises(bva.SeedsTogetherMissing, match="train_together"):
-            bva.run_torch(str(path), params, "cpu", 1, seeds=(1, 2, 3))
-        return
     three = bva.run_torch(str(path), params, "cpu", 1, seeds=(1, 2, 3))
     assert three["seeds"] == 3 and three["events"] == 3 * one["events"]
+    assert set(three) == set(one) == RESULT_FIELDS
 
 
-def test_seeds_together_missing_is_a_clear_error(tmp_path, monkeypatch):
-    import implementations.gru4rec_torch.train as torch_train
+@pytest.mark.skipif(not all(importlib.util.find_spec(m) for m in ("keras", "tensorflow")),
+                    reason="needs Keras and TensorFlow")
+def test_keras_worker_two_seeds_together(tmp_path):
+    """The Keras worker on TensorFlow, in its own process as the benchmark runs it: 2 seeds
+    trained together in one epoch, both seeds' events counted, the fields the report reads."""
+    df = synthetic_sessions(300, 60, seed=0)
+    path = tmp_path / "train.tsv"
+    df.to_csv(path, sep="\t", index=False)
+    transitions = len(df) - df["SessionId"].nunique()  # one seed's events (n_sample > 0: every lane steps)
+    args = SimpleNamespace(threads=1, device="cpu", seeds=2)
+    two = bva.spawn("keras-tensorflow", "bprmax", {**SETTINGS["bprmax"], "n_sample": 16}, str(path), args)
+    assert set(two) == RESULT_FIELDS
+    assert two["seeds"] == 2 and two["events"] == 2 * transitions
+    assert two["events_per_s"] == pytest.approx(two["events"] / two["seconds"])
+    assert two["cpu_seconds"] > 0 and math.isfinite(two["loss"]) and two["loss"] > 0
 
-    monkeypatch.delattr(torch_train, "train_together", raising=False)
-    df = synthetic_sessions(300, 30, seed=0)
-    with pytest.raises(bva.SeedsTogetherMissing, match="--seeds 1"):
-        bva._torch_seeds_together(df, SETTINGS["bprmax"], [1, 2], "cpu", 1)
+
+def test_seeds_report_says_together_against_sequential_runs():
+    results = [{**_result(p, "xe", 1000, 1000), "seeds": 5} for p in ("authors", "torch", "keras-tensorflow")]
+    table = bva.summary(results)
+    assert ("each cell: the events of 5 seeds; authors: 5 sequential runs of the authors' code, "
+            "torch: 5 seeds together, keras-tensorflow: 5 seeds together") in table
+    assert "seeds together" not in bva.summary([_result("authors", "xe", 1, 1), _result("keras-jax", "xe", 1, 1)])
