@@ -30,9 +30,6 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
-import sys
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -49,6 +46,7 @@ from implementations.gru4rec_keras import sampling as keras_sampling  # noqa: E4
 from implementations.gru4rec_torch import data as torch_data  # noqa: E402
 from implementations.gru4rec_torch import model as torch_model  # noqa: E402
 from implementations.gru4rec_torch import sampling as torch_sampling  # noqa: E402
+from other_backends import run_file_on_backend  # noqa: E402
 
 N_ITEMS, B, N_SAMPLE, STEPS = 30, 4, 8, 20
 ITEM_IDS = np.arange(100, 100 + N_ITEMS, dtype=np.int64)
@@ -376,7 +374,6 @@ def test_own_iterator_and_store_train_the_same(tmp_path):
 
 
 # ----- the other Keras backends ---------------------------------------------------------------
-ROOT = Path(__file__).resolve().parents[1]
 #: set in the processes :func:`test_keras_backend` starts (they do not start more)
 CHILD = "GRU4REC_KERAS_BACKEND_CHILD"
 #: the tests that depend on the Keras backend (the iterator and store tests are numpy)
@@ -392,14 +389,6 @@ def test_this_process_runs_keras_on_its_backend():
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_keras_backend(backend):
     """The step-by-step comparison with PyTorch's GRU4Rec, in a fresh process with Keras on ``backend``."""
-    if os.environ.get(CHILD) or backend == keras.backend.backend():
-        pytest.skip("this process's backend runs the tests itself")
-    pytest.importorskip({"tensorflow": "tensorflow", "jax": "jax", "torch": "torch"}[backend])
-    env = {**os.environ, "KERAS_BACKEND": backend, CHILD: "1"}
-    out = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", __file__,
-                          "-k", " or ".join((*STEP_BY_STEP, "test_this_process_runs_keras_on_its_backend"))],
-                         cwd=ROOT, env=env, capture_output=True, text=True)
-    assert out.returncode == 0, f"{backend}:\n{out.stdout[-4000:]}\n{out.stderr[-2000:]}"
-    n = len(CONFIGS) * 4 + 2
-    summary = out.stdout.strip().splitlines()[-1]
-    assert summary.startswith(f"{n} passed") and " failed" not in summary and " skipped" not in summary, summary
+    run_file_on_backend(__file__, backend, CHILD,
+                        " or ".join((*STEP_BY_STEP, "test_this_process_runs_keras_on_its_backend")),
+                        n_passed=len(CONFIGS) * 4 + 2)

@@ -26,6 +26,7 @@ from implementations.gru4rec_keras.data import SessionData, session_parallel  # 
 from implementations.gru4rec_keras.model import GRU4Rec  # noqa: E402
 from implementations.gru4rec_keras.optim import AdagradMomentum  # noqa: E402
 from implementations.gru4rec_keras.sampling import SampleStore  # noqa: E402
+from other_backends import run_file_on_backend  # noqa: E402
 
 
 def frame(sessions: dict[int, list[int]], first_time: dict[int, float] | None = None) -> pd.DataFrame:
@@ -507,13 +508,4 @@ CHILD = "GRU4REC_KERAS_BACKEND_CHILD"
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_on_other_backend(backend):
     """Every other test of this file, in a fresh process on ``backend``."""
-    if os.environ.get(CHILD) or backend == keras.backend.backend():
-        pytest.skip("this process's backend runs the tests itself")
-    pytest.importorskip({"tensorflow": "tensorflow", "jax": "jax", "torch": "torch"}[backend])
-    env = {**os.environ, "KERAS_BACKEND": backend, CHILD: "1"}
-    out = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", __file__,
-                          "-k", "not test_on_other_backend and not test_use_backend_sets"],
-                         cwd=ROOT, env=env, capture_output=True, text=True)
-    assert out.returncode == 0, f"{backend}:\n{out.stdout[-4000:]}\n{out.stderr[-2000:]}"
-    summary = out.stdout.strip().splitlines()[-1]
-    assert " passed" in summary and " failed" not in summary and " skipped" not in summary, summary
+    run_file_on_backend(__file__, backend, CHILD, "not test_on_other_backend and not test_use_backend_sets")

@@ -11,8 +11,6 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -28,8 +26,8 @@ from implementations.gru4rec_keras.model import GRU4Rec  # noqa: E402
 from implementations.gru4rec_keras.runner import item_support  # noqa: E402
 from implementations.gru4rec_keras.seeds import SeedsTogether  # noqa: E402
 from implementations.gru4rec_keras.train import train, train_together  # noqa: E402
+from other_backends import run_file_on_backend  # noqa: E402
 
-ROOT = Path(__file__).resolve().parents[1]
 CHILD = "GRU4REC_KERAS_SEEDS_BACKEND_CHILD"
 #: JAX: the vmapped step, also on the CPU (where it is not the default); elsewhere the default
 BATCHED = True if compiled.batches_seeds() else None
@@ -223,12 +221,4 @@ def test_run_seeds_trains_the_seeds_together_and_as_alone(tmp_path, monkeypatch)
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_on_other_backend(backend):
     """Every other test of this file, in a fresh process on ``backend``."""
-    if os.environ.get(CHILD) or backend == keras.backend.backend():
-        pytest.skip("this process's backend runs the tests itself")
-    pytest.importorskip({"tensorflow": "tensorflow", "jax": "jax", "torch": "torch"}[backend])
-    env = {**os.environ, "KERAS_BACKEND": backend, CHILD: "1"}
-    out = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", __file__,
-                          "-k", "not test_on_other_backend"], cwd=ROOT, env=env, capture_output=True, text=True)
-    assert out.returncode == 0, f"{backend}:\n{out.stdout[-4000:]}\n{out.stderr[-2000:]}"
-    summary = out.stdout.strip().splitlines()[-1]
-    assert " passed" in summary and " failed" not in summary and " skipped" not in summary, summary
+    run_file_on_backend(__file__, backend, CHILD, "not test_on_other_backend")

@@ -12,9 +12,6 @@ Windows: (A,B) 2 steps; C takes lane 0 -> (C,B) 2 steps; D takes lane 1 ->
 from __future__ import annotations
 
 import os
-import re
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -27,6 +24,7 @@ keras = pytest.importorskip("keras")
 from implementations.gru4rec_keras.data import SessionData  # noqa: E402
 from implementations.gru4rec_keras import port as port_module  # noqa: E402
 from implementations.gru4rec_keras.port import KerasPort  # noqa: E402
+from other_backends import run_file_on_backend  # noqa: E402
 
 SESSIONS = {1: [1, 2, 3], 2: [4, 5, 6, 7, 8], 3: [1, 2, 3, 4], 4: [3, 4, 5]}
 ITEMS = np.arange(1, 9)
@@ -326,7 +324,6 @@ def test_fused_adam_is_keras_adam():
         assert not hasattr(optimizer, "_fused_steps")
 
 
-ROOT = Path(__file__).resolve().parents[1]
 #: set in the processes :func:`test_on_other_backend` starts (they do not start more)
 CHILD = "GRU4REC_KERAS_PORT_BACKEND_CHILD"
 
@@ -335,12 +332,4 @@ CHILD = "GRU4REC_KERAS_PORT_BACKEND_CHILD"
 @pytest.mark.parametrize("backend", port_module.BACKENDS)
 def test_on_other_backend(backend):
     """Every other test of this file, in a fresh process on ``backend``."""
-    if os.environ.get(CHILD) or backend == keras.backend.backend():
-        pytest.skip("this process's backend runs the tests itself")
-    pytest.importorskip({"tensorflow": "tensorflow", "jax": "jax", "torch": "torch"}[backend])
-    env = {**os.environ, "KERAS_BACKEND": backend, CHILD: "1"}
-    out = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", __file__,
-                          "-k", "not test_on_other_backend"], cwd=ROOT, env=env, capture_output=True, text=True)
-    assert out.returncode == 0, f"{backend}:\n{out.stdout[-4000:]}\n{out.stderr[-2000:]}"
-    summary = out.stdout.strip().splitlines()[-1]
-    assert re.search(r"\d+ passed", summary) and not re.search(r"\d+ (failed|error)", summary), summary
+    run_file_on_backend(__file__, backend, CHILD, "not test_on_other_backend", allow_skipped=True)
