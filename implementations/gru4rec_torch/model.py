@@ -565,12 +565,13 @@ class GRU4Rec:
         return rows_loss.sum()
 
     #: The distinct-column step (:meth:`_distinct_step`) on the CPU (not with
-    #: ``deterministic``; a GPU and its CUDA graphs never take it): None when at
-    #: most :data:`DISTINCT_SHARE` of the mini-batch's item rows are distinct,
-    #: True always, False (default) never. Off by default: seeds.SeedsTogether
-    #: sums over every column, and a seed trained together must compute the
-    #: floats of that seed trained alone (README "Speed").
-    _distinct_columns: bool | None = False
+    #: ``deterministic``; a GPU and its CUDA graphs never take it): None
+    #: (default) when at most :data:`DISTINCT_SHARE` of the mini-batch's item
+    #: rows are distinct, True always, False never. seeds.SeedsTogether sums
+    #: over every column: a seed trained together gets the sums of that seed
+    #: trained alone in another order (weights within float32 tolerance,
+    #: identical rank records; README "Speed").
+    _distinct_columns: bool | None = None
 
     def _distinct_step(self, in_idx, out_idx, neg_idx, y, idx, pos, first, n_rows, dkey):
         """:meth:`_step` over the DISTINCT item rows of the mini-batch (the
