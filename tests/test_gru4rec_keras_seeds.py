@@ -120,8 +120,10 @@ def assert_same_as_alone(k: int, seed: int, model: GRU4Rec, records: list[dict],
     TensorFlow); returns the largest weight difference."""
     ref = alone(k, seed, tmp)
     w = model.get_weights()
+    # float32 tolerance: JAX's vmapped step and the plain one are two XLA programs, whose sums
+    # round in their own orders; after 2 epochs up to 1.15e-5 apart on one CPU, 1.9e-5 on another
     for name, a in ref["w"].items():
-        np.testing.assert_allclose(w[name], a, rtol=1e-5, atol=1e-5, err_msg=f"seed {seed}: {name}")
+        np.testing.assert_allclose(w[name], a, rtol=1e-5, atol=5e-5, err_msg=f"seed {seed}: {name}")
     assert [r["loss"] for r in records] == pytest.approx(ref["loss"], rel=1e-5)
     ref["model"].set_weights(w)
     pd.testing.assert_frame_equal(ref["model"].evaluate(TEST), ref["ranks"])
