@@ -485,6 +485,20 @@ class GRU4Rec:
         pos = self._slot.index_select(0, idx)
         return pos, pos == ar
 
+    def _column_shift(self, out_idx, neg_idx, by):
+        """(bias of the columns, logQ shift of the columns or None): logq * log q of each
+        column (targets, then extra samples); with a linear final activation the shift is
+        folded into the bias (R - shift = h . Wy[y]^T + (By[y] - shift): one pass less)."""
+        if self._logq_shift is None:
+            return by, None
+        target_shift, sample_shift = self._logq_shift
+        shift = target_shift.index_select(0, out_idx)
+        if neg_idx is not None:
+            shift = torch.cat([shift, sample_shift.index_select(0, neg_idx)])
+        if self.params["final_act"] == "linear":
+            return by - shift, None
+        return by, shift
+
     def _step(self, in_idx: torch.Tensor, out_idx: torch.Tensor, neg_idx: torch.Tensor | None,
               dkey=None) -> torch.Tensor:
         """One training step on index tensors (on the device); returns the SUM
@@ -514,14 +528,7 @@ class GRU4Rec:
         x = self.item_params[self._input_name].index_select(0, in_idx)
 
         hd, new_H, saved = gru_train(net.gru, [None] * len(net.gru), x, self.H, self._mask_of(dkey))
-        shift = None
-        if self._logq_shift is not None:  # logq * log q of each column: targets, then extra samples
-            target_shift, sample_shift = self._logq_shift
-            shift = target_shift.index_select(0, out_idx)
-            if neg_idx is not None:
-                shift = torch.cat([shift, sample_shift.index_select(0, neg_idx)])
-            if p["final_act"] == "linear":  # R - shift = h . Wy[y]^T + (By[y] - shift): one pass less
-                by, shift = by - shift, None
+        by, shift = self._column_shift(out_idx, neg_idx, by)
         R = mm(hd, wy.t(), by)
         rows_loss, dR = losses.loss_and_grad(p["loss"], R, p["final_act"], p["elu_param"], p["bpreg"], shift,
                                              1.0 / p["batch_size"])
@@ -598,14 +605,7 @@ class GRU4Rec:
         x = self.item_params[self._input_name].index_select(0, in_idx)
 
         hd, new_H, saved = gru_train(net.gru, [None] * len(net.gru), x, self.H, self._mask_of(dkey))
-        shift = None
-        if self._logq_shift is not None:  # as in _step
-            target_shift, sample_shift = self._logq_shift
-            shift = target_shift.index_select(0, out_idx)
-            if neg_idx is not None:
-                shift = torch.cat([shift, sample_shift.index_select(0, neg_idx)])
-            if p["final_act"] == "linear":
-                by, shift = by - shift, None
+        by, shift = self._column_shift(out_idx, neg_idx, by)
         R = torch.mm(hd, wu.t()).index_select(1, inv_y).add_(by)
         rows_loss, dR = losses.loss_and_grad(p["loss"], R, p["final_act"], p["elu_param"], p["bpreg"], shift,
                                              1.0 / p["batch_size"])
