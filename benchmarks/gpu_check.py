@@ -19,8 +19,12 @@ times), for every setting class of ``config/rsc15.yaml`` the plan prices
 * the jobs-per-GPU gain: events/s of N processes training at once on the one
   GPU (each with S seeds together) over one such process (``--jobs``);
 * the CUDA graph against eager steps (``steps.graph_against_eager``);
-* the Keras GRU4Rec on JAX (a subprocess with ``KERAS_BACKEND=jax``): one seed, and the
+* the Keras GRU4Rec on each backend of ``--keras-backend`` (a subprocess with ``KERAS_BACKEND``
+  set; default JAX and torch: the GPU machine has no TensorFlow): one seed, and on JAX the
   seeds-together gain of S seeds as one vmapped step (``implementations/gru4rec_keras/seeds.py``);
+  on the backends of ``--keras-jit`` (default torch) also with ``jit_compile: true``
+  (``torch.compile``; XLA on TensorFlow), written as ``gru4rec_keras-torch-jit/...``, the figure a
+  run with ``jit_compile: true`` is priced by;
 * the baselines on this machine's CPU (BPR-MF epoch, POP / S-POP / Item-KNN
   fit, ranking), one thread.
 
@@ -440,7 +444,7 @@ def keras_worker(spec: dict) -> None:
 
     for setting, label, params in KERAS_CASES:
         try:
-            p0 = {**params, "n_epochs": 1, **spec.get("quick_params", {}),
+            p0 = {**params, "n_epochs": 1, **spec.get("quick_params", {}), "jit_compile": bool(spec.get("jit")),
                   **({"backend": keras.backend.backend()} if backend_key else {})}
             model = GRU4Rec(len(item_ids), p0, 1, support=support)
             p = model.p
@@ -468,6 +472,8 @@ def keras_worker(spec: dict) -> None:
         except Exception as err:
             print(json.dumps({"setting": setting, "label": label, "error": f"{type(err).__name__}: {err}"}),
                   flush=True)
+    if spec.get("jit"):  # the port compiles as its own JIT_COMPILE says, whatever the run's jit_compile
+        return
     try:  # the tutorial's port: one epoch of fit (batch 512, softmax over every item), compilation included
         from implementations.gru4rec_keras.port import KerasPort
 
@@ -485,14 +491,16 @@ def keras_worker(spec: dict) -> None:
         print(json.dumps({"setting": "port", "label": "port", "error": f"{type(err).__name__}: {err}"}), flush=True)
 
 
-def keras_speeds(args, backend: str) -> list[dict]:
+def keras_speeds(args, backend: str, jit: bool = False) -> list[dict]:
+    """The Keras worker's rows on ``backend`` (``jit``: with ``jit_compile: true``)."""
     env = dict(os.environ, KERAS_BACKEND=backend)
     if args.device == "cpu":
         env["CUDA_VISIBLE_DEVICES"] = "-1"
         env["JAX_PLATFORMS"] = "cpu"
     # the seeds-together gain on JAX only (one vmapped step there; the other backends step the
     # seeds one after another, a gain of about 1 not worth the device time)
-    spec = {"args": vars(args), "quick_params": QUICK_PARAMS, "seeds": args.seeds if backend == "jax" else 1}
+    spec = {"args": vars(args), "quick_params": QUICK_PARAMS, "jit": jit,
+            "seeds": args.seeds if backend == "jax" else 1}
     proc = subprocess.run([sys.executable, __file__, "--keras-worker", json.dumps(spec)],
                           capture_output=True, text=True, env=env, timeout=args.worker_timeout_s)
     rows = [json.loads(line) for line in proc.stdout.splitlines() if line.startswith("{")]
@@ -633,14 +641,18 @@ def run(args) -> int:
             if fig is not None and fig["note"].startswith(label + ":"):
                 fig.setdefault("jobs_per_gpu", {})[n] = round(g, 3)
     if "keras" in args.frameworks:
-        for backend in args.keras_backend:
+        from gru4rec_repro.plan import implementation_label
+
+        for backend, jit in [(b, j) for b in args.keras_backend for j in (False, True)
+                             if not j or b in args.keras_jit]:
             together = backend == "jax" and S > 1
-            say(f"\n[5] Keras GRU4Rec on {backend} ({args.window_s:g} s windows, one seed"
+            what = f"{backend}{', jit_compile' if jit else ''}"
+            say(f"\n[5] Keras GRU4Rec on {what} ({args.window_s:g} s windows, one seed"
                 + (f"; {S} seeds together, one vmapped step):" if together else "):"))
-            if not budget.fits(90 + (len(KERAS_CASES) * (args.window_s + 10) if together else 0),
-                               f"keras on {backend}"):
+            if not budget.fits(90 + (len(KERAS_CASES) * (args.window_s + 10) if together else 0)
+                               + (60 * len(KERAS_CASES) if jit else 0), f"keras on {what}"):
                 continue
-            rows = attempt(f"keras on {backend}", keras_speeds, args, backend) or []
+            rows = attempt(f"keras on {what}", keras_speeds, args, backend, jit) or []
             for r in rows:
                 if "info" in r:
                     say(f"  {r['info']}")
@@ -651,10 +663,10 @@ def run(args) -> int:
                     say(f"  {r['label']:>18} ({r['setting']}): {r['events_per_s']:>10,.0f} events/s ({r['how']})"
                         + (f"; {r['seeds']} seeds {r['together_how']}: {r['seed_events_per_s']:>10,.0f} "
                            f"seed-events/s, gain x{gain:.2f}" if gain else ""))
-                    label = "gru4rec_keras" + ("" if backend == "tensorflow" else f"-{backend}")
+                    label = implementation_label("gru4rec_keras", {"backend": backend, "jit_compile": jit})
                     figures[f"{label}/{r['setting']}/{dev}"] = {
                         "events_per_s": round(r["events_per_s"], 1),
-                        "note": f"{r['label']}, backend {backend}, {args.items:,} items, steady state",
+                        "note": f"{r['label']}, backend {what}, {args.items:,} items, steady state",
                         **({"seeds_together": {r["seeds"]: round(gain, 3)}}
                            if gain and r.get("together_how") == "vmap" else {})}
     if "baselines" in args.frameworks:
@@ -725,6 +737,9 @@ def main(argv=None) -> int:
     ap.add_argument("--keras-backend", nargs="+", default=["jax", "torch"], choices=["jax", "tensorflow", "torch"],
                     help="the Keras backends to time, each in a process of its own (the GPU machine has no "
                          "TensorFlow)")
+    ap.add_argument("--keras-jit", nargs="*", default=["torch"], choices=["tensorflow", "torch"],
+                    help="backends of --keras-backend also timed with jit_compile: true (torch.compile; XLA "
+                         "on TensorFlow); none with --quick unless given")
     ap.add_argument("--worker-timeout-s", type=float, default=180.0)
     ap.add_argument("--authors", help="checkout of hidasib/GRU4Rec_PyTorch_Official: also run it side by side")
     ap.add_argument("--side-settings", nargs="+", default=["xe", "bprmax"], help="settings of the side by side")
@@ -746,6 +761,8 @@ def main(argv=None) -> int:
         args.items, args.sessions, args.test_sessions = min(args.items, 2000), min(args.sessions, 3000), 200
         args.window_s, args.warmup, args.graph_steps = min(args.window_s, 0.3), min(args.warmup, 5), 20
         args.seeds, args.jobs = min(args.seeds, 2), args.jobs[:1]
+        if "--keras-jit" not in (argv if argv is not None else sys.argv[1:]):
+            args.keras_jit = []  # torch.compile's compile takes minutes on a CPU
         QUICK_PARAMS["sample_store_size"] = 20_000
     import torch
 

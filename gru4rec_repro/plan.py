@@ -375,11 +375,16 @@ def setting_of(implementation: str, params: dict, base_dir: str | Path = REPO, d
 
 def implementation_label(implementation: str, params: dict) -> str:
     """The implementation part of a throughput key: the Keras GRU4Rec names its backend
-    when the run sets one other than TensorFlow (``gru4rec_keras-jax``)."""
-    backend = params.get("backend")
-    if implementation == "gru4rec_keras" and backend not in (None, "tensorflow"):
-        return f"gru4rec_keras-{backend}"
-    return implementation
+    when the run sets one other than TensorFlow (``gru4rec_keras-jax``), and ``-jit`` when
+    it compiles its step where that is a choice (``jit_compile: true``: XLA on TensorFlow,
+    ``torch.compile`` on torch; JAX compiles always): ``gru4rec_keras-torch-jit``."""
+    if implementation != "gru4rec_keras":
+        return implementation
+    backend = params.get("backend") or "tensorflow"
+    label = "gru4rec_keras" if backend == "tensorflow" else f"gru4rec_keras-{backend}"
+    if params.get("jit_compile") and backend in ("tensorflow", "torch"):
+        label += "-jit"
+    return label
 
 
 def throughput_key(implementation: str, params: dict, device: str, base_dir: str | Path = REPO,

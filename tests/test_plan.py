@@ -276,6 +276,13 @@ def test_setting_classes_for_1000_units_and_dwell():
     assert plan.throughput_key("gru4rec_keras", {"backend": "jax", "loss": "bpr-max"}, "gpu") == \
         "gru4rec_keras-jax/ranking/gpu"
     assert plan.throughput_key("gru4rec_keras", {"backend": "tensorflow"}, "cpu") == "gru4rec_keras/xe/cpu"
+    # a compiled step is priced by its own figure (torch.compile, XLA on TensorFlow); JAX compiles always
+    assert plan.throughput_key("gru4rec_keras", {"backend": "torch", "jit_compile": True}, "gpu") == \
+        "gru4rec_keras-torch-jit/xe/gpu"
+    assert plan.throughput_key("gru4rec_keras", {"jit_compile": True}, "gpu") == "gru4rec_keras-jit/xe/gpu"
+    assert plan.throughput_key("gru4rec_keras", {"backend": "jax", "jit_compile": True}, "gpu") == \
+        "gru4rec_keras-jax/xe/gpu"
+    assert plan.throughput_key("gru4rec_torch", {"jit_compile": True}, "gpu") == "gru4rec_torch/xe/gpu"
 
 
 def test_gpu_check_smoke_on_cpu_writes_the_file_the_plan_reads(tmp_path):
