@@ -992,3 +992,20 @@ def test_the_automatic_choice_takes_the_distinct_column_step_only_when_rows_repe
     m.train_step(in_idx, out_idx, torch.cat([torch.arange(100, 113), torch.full((3,), 9)]))  # 22 of 24
     m.train_step(in_idx, out_idx, torch.full((16,), 9))  # 9 of 24
     assert calls == [9]  # 22 > 0.9 * 24 > 9
+
+
+@pytest.mark.skipif(not cpu_kernels.AVAILABLE, reason="numba is not installed")
+def test_kernels_are_loaded_when_the_model_is_built():
+    """cpu_kernels.warm_up (the optimizer and, with dropout, the model call it when built on the
+    CPU) loads each kernel for the argument types the training steps pass: a step adds no
+    compiled signature (a warm-up of other types would leave the first step to load one)."""
+    make, data, _ = _toy_run({"dropout_p_hidden": 0.3, "momentum": 0.2}, n_epochs=1)
+    m = make(1)
+    kernels = (cpu_kernels.rows_update, cpu_kernels.dense_update, cpu_kernels.dropout_masks)
+    assert {"rows", "dense", "masks"} <= cpu_kernels._WARM
+    built = [len(k.signatures) for k in kernels]
+    assert min(built) >= 1
+    m.train_step(np.array([0, 1, 2, 3]), np.array([1, 2, 3, 0]), np.array([3, 4, 5]))
+    assert [len(k.signatures) for k in kernels] == built  # the step loaded nothing new
+    with pytest.raises(ValueError, match="unknown kernel"):
+        cpu_kernels.warm_up("nope")

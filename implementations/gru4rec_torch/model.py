@@ -415,6 +415,8 @@ class GRU4Rec:
         #: set, supplies the (already scaled) masks instead (GRU4REC_API.md)
         self.dropout_p = dropout_rates(p)
         self.has_dropout = any(v > 0 for v in self.dropout_p.values())
+        if self.has_dropout and self.device.type == "cpu":
+            cpu_kernels.warm_up("masks")  # loaded now, not in the first step (cpu_kernels.warm_up)
         self.dropout_mask_fn = None
         self.optimizer = SparseAdagradMomentum({**self.item_params, **self.dense_params},
                                                p["learning_rate"], p["momentum"], dense=tuple(self.dense_params))

@@ -108,6 +108,8 @@ class SparseAdagradMomentum:
         self.cpu_kernel = cpu_kernels.AVAILABLE if cpu_kernel is None else bool(cpu_kernel)
         if self.cpu_kernel and not cpu_kernels.AVAILABLE:
             raise RuntimeError("cpu_kernel=True needs numba, which cannot be imported here")
+        if self.cpu_kernel and any(p.device.type == "cpu" for p in params.values()):
+            cpu_kernels.warm_up("rows", "dense")  # loaded now, not in the first step
         # step_entries on the CPU: numpy views of each table, its accumulator and momentum
         # for the fused kernel, made once (_views; making them took ~11 us each, 8 a step)
         self._kernel_views = {}
