@@ -574,13 +574,13 @@ class GRU4Rec:
         return rows_loss.sum()
 
     #: The distinct-column step (:meth:`_distinct_step`) on the CPU (not with
-    #: ``deterministic``; a GPU and its CUDA graphs never take it): None
-    #: (default) when at most :data:`DISTINCT_SHARE` of the mini-batch's item
-    #: rows are distinct, True always, False never. seeds.SeedsTogether sums
-    #: over every column: a seed trained together gets the sums of that seed
-    #: trained alone in another order (weights within float32 tolerance,
-    #: identical rank records; README "Speed").
-    _distinct_columns: bool | None = None
+    #: ``deterministic``; a GPU and its CUDA graphs never take it): None when
+    #: at most :data:`DISTINCT_SHARE` of the mini-batch's item rows are
+    #: distinct, True always, False (default) never. Off by default:
+    #: seeds.SeedsTogether sums over every column, and a seed must give the
+    #: same bits whether its job trains it alone or with other seeds
+    #: (tests/test_workflow.py; README "Speed").
+    _distinct_columns: bool | None = False
 
     def _distinct_step(self, in_idx, out_idx, neg_idx, y, idx, pos, first, n_rows, dkey):
         """:meth:`_step` over the DISTINCT item rows of the mini-batch (the
