@@ -737,9 +737,9 @@ def main(argv=None) -> int:
     ap.add_argument("--keras-backend", nargs="+", default=["jax", "torch"], choices=["jax", "tensorflow", "torch"],
                     help="the Keras backends to time, each in a process of its own (the GPU machine has no "
                          "TensorFlow)")
-    ap.add_argument("--keras-jit", nargs="*", default=["torch"], choices=["tensorflow", "torch"],
+    ap.add_argument("--keras-jit", nargs="*", default=None, choices=["tensorflow", "torch"],
                     help="backends of --keras-backend also timed with jit_compile: true (torch.compile; XLA "
-                         "on TensorFlow); none with --quick unless given")
+                         "on TensorFlow); default torch, none with --quick")
     ap.add_argument("--worker-timeout-s", type=float, default=180.0)
     ap.add_argument("--authors", help="checkout of hidasib/GRU4Rec_PyTorch_Official: also run it side by side")
     ap.add_argument("--side-settings", nargs="+", default=["xe", "bprmax"], help="settings of the side by side")
@@ -761,9 +761,9 @@ def main(argv=None) -> int:
         args.items, args.sessions, args.test_sessions = min(args.items, 2000), min(args.sessions, 3000), 200
         args.window_s, args.warmup, args.graph_steps = min(args.window_s, 0.3), min(args.warmup, 5), 20
         args.seeds, args.jobs = min(args.seeds, 2), args.jobs[:1]
-        if "--keras-jit" not in (argv if argv is not None else sys.argv[1:]):
-            args.keras_jit = []  # torch.compile's compile takes minutes on a CPU
         QUICK_PARAMS["sample_store_size"] = 20_000
+    if args.keras_jit is None:  # torch.compile's compile takes minutes on a CPU: not in the smoke test
+        args.keras_jit = [] if args.quick else ["torch"]
     import torch
 
     if args.device.startswith("cuda") and not torch.cuda.is_available():

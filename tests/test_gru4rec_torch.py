@@ -928,69 +928,6 @@ def test_fixed_order_sums_of_repeated_rows_train_as_index_add(together):
         np.testing.assert_allclose(runs[1].neutral_weights()[name], w, rtol=1e-4, atol=1e-6, err_msg=name)
 
 
-# ------------------------------------------------- distinct output columns (CPU)
-def _train_toy(make, data, seed, distinct, folder, deterministic=None):
-    m = make(seed)
-    m._distinct_columns = distinct
-    m.deterministic = deterministic
-    ran = []  # one entry per step that took the distinct-column path
-    step = m._distinct_step
-    m._distinct_step = lambda *args: ran.append(True) or step(*args)
-    log = train(m, data, folder, threads=1, device_label="cpu", progress=False)
-    return m, log, ran
-
-
-@pytest.mark.parametrize("params", TOGETHER_SETTINGS)
-def test_the_distinct_column_step_trains_as_the_step_over_every_column(params, tmp_path):
-    """GRU4Rec._distinct_step (the CPU's step over the distinct item rows of
-    the mini-batch, its sums of repeated columns made before the matrix
-    products) against the step over all B + n_sample columns: every loss,
-    constrained / separate embedding / one-hot, dropout on, two epochs of
-    mini-batches that repeat items among their targets and samples: the same
-    logged losses and weights (float32 tolerance) and IDENTICAL rank records."""
-    make, data, test = _toy_run(params)
-    plain, plain_log, plain_ran = _train_toy(make, data, 3, False, tmp_path / "plain")
-    dist, dist_log, dist_ran = _train_toy(make, data, 3, True, tmp_path / "distinct")
-    assert plain_ran == [] and len(dist_ran) == 480  # every step of the two epochs
-    assert [h["loss"] for h in dist_log] == pytest.approx([h["loss"] for h in plain_log], rel=1e-5)
-    for name, w in plain.neutral_weights().items():
-        np.testing.assert_allclose(dist.neutral_weights()[name], w, rtol=1e-5, atol=1e-5, err_msg=name)
-    pd.testing.assert_frame_equal(dist.evaluate(test), plain.evaluate(test))
-
-
-def test_the_distinct_column_step_is_reproducible_and_left_out_where_the_order_is_fixed(tmp_path):
-    """The same seed gives the same bits with the distinct-column step; with
-    deterministic=True (one_hot_sum, the GPU check's fixed order) the step
-    over every column runs, whatever the switch says."""
-    make, data, _ = _toy_run(dict(n_sample=8, momentum=0.2, dropout_p_hidden=0.2), n_epochs=1)
-    a, _, _ = _train_toy(make, data, 1, True, tmp_path / "a")
-    b, _, _ = _train_toy(make, data, 1, True, tmp_path / "b")
-    fixed, _, fixed_ran = _train_toy(make, data, 1, True, tmp_path / "fixed", deterministic=True)
-    fixed_plain, _, _ = _train_toy(make, data, 1, False, tmp_path / "fixed_plain", deterministic=True)
-    assert fixed_ran == []
-    for name, w in a.neutral_weights().items():
-        assert np.array_equal(b.neutral_weights()[name], w), name
-        assert np.array_equal(fixed.neutral_weights()[name], fixed_plain.neutral_weights()[name]), name
-
-
-def test_the_automatic_choice_takes_the_distinct_column_step_only_when_rows_repeat():
-    """_distinct_columns None: the distinct step when at most DISTINCT_SHARE of
-    the mini-batch's item rows are distinct, else the step over every column."""
-    assert torch_model.DISTINCT_SHARE == 0.9
-    p = {"layers": [8], "batch_size": 4, "n_sample": 16, "learning_rate": 0.1}  # constrained: 24 item rows
-    m = GRU4Rec(400, p, seed=1)
-    m._distinct_columns = None
-    calls = []
-    step = m._distinct_step
-    m._distinct_step = lambda *args: calls.append(args[-2]) or step(*args)
-    in_idx, out_idx = torch.tensor([0, 1, 2, 3]), torch.tensor([4, 5, 6, 7])
-    m.train_step(in_idx, out_idx, torch.arange(100, 116))  # 24 distinct rows of 24: every column
-    assert calls == []
-    m.train_step(in_idx, out_idx, torch.cat([torch.arange(100, 113), torch.full((3,), 9)]))  # 22 of 24
-    m.train_step(in_idx, out_idx, torch.full((16,), 9))  # 9 of 24
-    assert calls == [9]  # 22 > 0.9 * 24 > 9
-
-
 @pytest.mark.skipif(not cpu_kernels.AVAILABLE, reason="numba is not installed")
 def test_kernels_are_loaded_when_the_model_is_built():
     """cpu_kernels.warm_up (the optimizer and, with dropout, the model call it when built on the

@@ -350,7 +350,6 @@ def _concrete_on_first_call(traced) -> Callable:
         if not concrete:
             concrete.append(traced.get_concrete_function())
         return concrete[0](*args)
-    call.traced = traced  # the tensorflow.function (its graph, for tests and debugging)
     return call
 
 

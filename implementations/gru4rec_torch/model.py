@@ -366,11 +366,6 @@ def one_hot_sum(pos: torch.Tensor, src: torch.Tensor, n: int) -> torch.Tensor:
     return mm(src, P)
 
 
-#: :meth:`GRU4Rec._distinct_step` runs (on the CPU) when the distinct item
-#: rows of a mini-batch are at most this share of its entries (README "Speed").
-DISTINCT_SHARE = 0.9
-
-
 def _as_index(idx, device) -> torch.Tensor:
     if isinstance(idx, torch.Tensor):
         return idx.to(device=device, dtype=torch.int64)
@@ -487,20 +482,6 @@ class GRU4Rec:
         pos = self._slot.index_select(0, idx)
         return pos, pos == ar
 
-    def _column_shift(self, out_idx, neg_idx, by):
-        """(bias of the columns, logQ shift of the columns or None): logq * log q of each
-        column (targets, then extra samples); with a linear final activation the shift is
-        folded into the bias (R - shift = h . Wy[y]^T + (By[y] - shift): one pass less)."""
-        if self._logq_shift is None:
-            return by, None
-        target_shift, sample_shift = self._logq_shift
-        shift = target_shift.index_select(0, out_idx)
-        if neg_idx is not None:
-            shift = torch.cat([shift, sample_shift.index_select(0, neg_idx)])
-        if self.params["final_act"] == "linear":
-            return by - shift, None
-        return by, shift
-
     def _step(self, in_idx: torch.Tensor, out_idx: torch.Tensor, neg_idx: torch.Tensor | None,
               dkey=None) -> torch.Tensor:
         """One training step on index tensors (on the device); returns the SUM
@@ -518,19 +499,19 @@ class GRU4Rec:
         p, net, opt = self.params, self.net, self.optimizer
         B = in_idx.shape[0]
         y = out_idx if neg_idx is None else torch.cat([out_idx, neg_idx])
-        idx = pos = None
-        if self.device.type == "cpu" and self._distinct_columns is not False and not self.fixed_order():
-            idx = torch.cat([in_idx, y]) if net.constrained else y
-            pos, first = self._first_entries(idx)
-            n_rows = int(first.sum())  # on the CPU: no device to wait for
-            if self._distinct_columns or n_rows <= DISTINCT_SHARE * idx.shape[0]:
-                return self._distinct_step(in_idx, out_idx, neg_idx, y, idx, pos, first, n_rows, dkey)
         wy = net.Wy.index_select(0, y)
         by = net.By.index_select(0, y)
         x = self.item_params[self._input_name].index_select(0, in_idx)
 
         hd, new_H, saved = gru_train(net.gru, [None] * len(net.gru), x, self.H, self._mask_of(dkey))
-        by, shift = self._column_shift(out_idx, neg_idx, by)
+        shift = None
+        if self._logq_shift is not None:  # logq * log q of each column: targets, then extra samples
+            target_shift, sample_shift = self._logq_shift
+            shift = target_shift.index_select(0, out_idx)
+            if neg_idx is not None:
+                shift = torch.cat([shift, sample_shift.index_select(0, neg_idx)])
+            if p["final_act"] == "linear":  # R - shift = h . Wy[y]^T + (By[y] - shift): one pass less
+                by, shift = by - shift, None
         R = mm(hd, wy.t(), by)
         rows_loss, dR = losses.loss_and_grad(p["loss"], R, p["final_act"], p["elu_param"], p["bpreg"], shift,
                                              1.0 / p["batch_size"])
@@ -541,10 +522,9 @@ class GRU4Rec:
         # the output rows (and, constrained, the input rows: the same matrix);
         # the columns of dR that share a row are summed first (a small scatter),
         # so the matrix product gives each row's whole gradient once
-        if pos is None:  # (else the CPU's check above made them)
-            idx = torch.cat([in_idx, y]) if net.constrained else y
-            pos, first = self._first_entries(idx)
+        idx = torch.cat([in_idx, y]) if net.constrained else y
         off = B if net.constrained else 0
+        pos, first = self._first_entries(idx)
         y_pos = pos[off:]
         fixed = self.fixed_order()
         if fixed:
@@ -569,65 +549,6 @@ class GRU4Rec:
                 g = one_hot_sum(pos, g_x.t(), B).t().contiguous()
             else:
                 g = torch.zeros_like(x).index_add_(0, pos, g_x)
-            opt.step_entries(self._input_name, in_idx, g, first)
-        self.H = new_H
-        return rows_loss.sum()
-
-    #: The distinct-column step (:meth:`_distinct_step`) on the CPU (not with
-    #: ``deterministic``; a GPU and its CUDA graphs never take it): None when
-    #: at most :data:`DISTINCT_SHARE` of the mini-batch's item rows are
-    #: distinct, True always, False (default) never. Off by default:
-    #: seeds.SeedsTogether sums over every column, and a seed must give the
-    #: same bits whether its job trains it alone or with other seeds
-    #: (tests/test_workflow.py; README "Speed").
-    _distinct_columns: bool | None = False
-
-    def _distinct_step(self, in_idx, out_idx, neg_idx, y, idx, pos, first, n_rows, dkey):
-        """:meth:`_step` over the DISTINCT item rows of the mini-batch (the
-        CPU's eager path; ``idx``, ``pos``, ``first``: the entries and their
-        representatives as :meth:`_step` makes them, ``n_rows`` how many).
-
-        With u the distinct rows of idx (y, and in_idx when constrained) in the
-        order they first occur and ``inv`` each entry's position in u: R =
-        (h . Wy[u]^T)[:, inv] + By[y], dR_u = dR summed over the columns of
-        one row (index_add_, in column order), dh = dR_u . Wy[u], dWy[u] =
-        dR_u^T . h, dBy[u] = column sums of dR_u. The same sums as :meth:`_step`
-        but the matrix products run over len(u) columns instead of len(y):
-        on a small catalogue the 2,048 extra samples repeat many items. The
-        row sums of dh are in another order, so the floats differ in the last bits."""
-        p, net, opt = self.params, self.net, self.optimizer
-        B = in_idx.shape[0]
-        rank = torch.cumsum(first, 0).sub_(1)  # position in u of each representative entry
-        inv = rank.index_select(0, pos)
-        u = torch.empty(n_rows, dtype=idx.dtype).scatter_(0, inv, idx)  # the entries of one row write the same value
-        off = B if net.constrained else 0
-        inv_y = inv[off:]
-        wu = net.Wy.index_select(0, u)
-        by = net.By.index_select(0, y)
-        x = self.item_params[self._input_name].index_select(0, in_idx)
-
-        hd, new_H, saved = gru_train(net.gru, [None] * len(net.gru), x, self.H, self._mask_of(dkey))
-        by, shift = self._column_shift(out_idx, neg_idx, by)
-        R = torch.mm(hd, wu.t()).index_select(1, inv_y).add_(by)
-        rows_loss, dR = losses.loss_and_grad(p["loss"], R, p["final_act"], p["elu_param"], p["bpreg"], shift,
-                                             1.0 / p["batch_size"])
-        dR_u = torch.zeros(B, n_rows).index_add_(1, inv_y, dR)
-        dh = torch.mm(dR_u, wu)
-        grads, g_x = gru_backward(net.gru, saved, dh)
-        opt.step_dense_all(grads)
-
-        g = torch.mm(dR_u.t(), hd)
-        if net.constrained:
-            g.index_add_(0, inv[:B], g_x)
-        gb = dR_u.sum(0)
-        every = torch.ones(n_rows, dtype=torch.bool)
-        # constrained: By has a gradient only on rows of y (input-only rows keep their bias and momentum)
-        b_mask = torch.zeros(n_rows, dtype=torch.bool).index_fill_(0, inv_y, True) if net.constrained else every
-        opt.step_entries("Wy", u, g, every)
-        opt.step_entries("By", u, gb, b_mask)
-        if not net.constrained:
-            pos, first = self._first_entries(in_idx)
-            g = torch.zeros_like(x).index_add_(0, pos, g_x)
             opt.step_entries(self._input_name, in_idx, g, first)
         self.H = new_H
         return rows_loss.sum()
